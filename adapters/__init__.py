@@ -1,0 +1,1 @@
+"""In-tree uqbench adapters (import name ``uqbench_adapters``); one module per method family and backend."""

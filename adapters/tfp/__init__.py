@@ -1,0 +1,1 @@
+"""TensorFlow Probability adapters (optional extra ``uqbench[tfp]``)."""

@@ -1,0 +1,248 @@
+"""Shared machinery of the PyTorch adapters: validation, seeding, the training loop, and
+drawing predictive samples in memory-bounded chunks.
+
+A method subclasses :class:`TorchAdapter` and overrides three hooks:
+
+- ``_build(n_in, n_out)`` -> the ``torch.nn.Module`` to train;
+- ``_loss(xb, yb, n_train)`` -> the scalar training loss of one minibatch;
+- ``_sample_chunk(X, n_draws)`` -> ``n_draws`` whole functions evaluated at ``X``:
+  the network outputs ``[n, N, out]`` (regression: ``out = 2 D`` as (loc, raw scale) or
+  ``D`` with the homoscedastic noise; classification: logits ``[n, N, C]``).
+
+Everything random runs inside ``torch.random.fork_rng`` seeded from the explicit seed, so
+an adapter never changes (or depends on) the global torch RNG state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from uqbench.interface import ClassificationSamples, RegressionSamples, Task, infer_task
+
+# Bound on the floats of the widest [n, N, width] intermediate in one sampling chunk.
+_CHUNK_FLOATS = 8_000_000
+_MIN_SCALE = 1e-6
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with the global torch RNG seeded, restoring the caller's state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def activation(name: str) -> nn.Module:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name]()
+
+
+def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, act: str, dropout: float = 0.0) -> nn.Sequential:
+    """``n_in -> hidden... -> n_out`` with ``act`` (and optional dropout) after each hidden layer."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), activation(act)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def gaussian_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood, with the constant (comparable across methods)."""
+    return (torch.log(scale) + 0.5 * ((y - loc) / scale) ** 2).mean() + 0.5 * math.log(2 * math.pi)
+
+
+class TorchAdapter:
+    """Base of the PyTorch adapters (not registered itself).
+
+    Parameters
+    ----------
+    hidden : widths of the hidden layers.
+    activation : ``"relu"``, ``"tanh"``, ``"gelu"`` or ``"silu"``.
+    epochs : passes over the training data.
+    batch_size : minibatch size (capped at the training-set size).
+    lr : Adam learning rate.
+    weight_decay : Adam L2 penalty.
+    """
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"regression", "classification"})
+    stochastic: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        hidden: tuple[int, ...] = (50,),
+        activation: str = "relu",
+        epochs: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.hidden = hidden
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _build(self, n_in: int, n_out: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, xb: torch.Tensor, yb: torch.Tensor, n_train: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _sample_chunk(self, X: torch.Tensor, n_draws: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _widest(self) -> int:
+        """Widest layer output, to size sampling chunks."""
+        return max((*tuple(self.hidden), self.n_outputs_, 1))
+
+    # -- validation ----------------------------------------------------------------------
+    def _validate_params(self) -> None:
+        hidden = tuple(self.hidden)
+        if not all(isinstance(h, int | np.integer) and h > 0 for h in hidden):
+            raise ValueError(f"hidden must be positive ints, got {self.hidden!r}")
+        self.hidden = tuple(int(h) for h in hidden)
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+
+    @staticmethod
+    def _validate_X(X: Any, n_features: int | None = None) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or not np.issubdtype(X.dtype, np.number):
+            raise ValueError(f"X must be a numeric [N, F] array, got shape {X.shape} dtype {X.dtype}")
+        if n_features is not None and X.shape[1] != n_features:
+            raise ValueError(f"X has {X.shape[1]} features, the adapter was fitted on {n_features}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or inf")
+        return X
+
+    def _validate_fit_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, Task]:
+        X = self._validate_X(X)
+        task = infer_task(y)
+        if task not in self.tasks:
+            raise ValueError(f"{type(self).__name__} does not support {task} (supports {sorted(self.tasks)})")
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        if task == "classification" and y.min() < 0:
+            raise ValueError(f"class labels must be >= 0, got min {y.min()}")
+        if task == "regression" and not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or inf")
+        return X, y, task
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # -- fit -----------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> TorchAdapter:
+        """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices)."""
+        self._validate_params()
+        X, y, self.task_ = self._validate_fit_data(X, y)
+        self.n_features_in_ = X.shape[1]
+        if self.task_ == "classification":
+            self.n_outputs_ = int(y.max()) + 1
+            yt = torch.as_tensor(y, dtype=torch.long)
+        else:
+            self.n_outputs_ = y.shape[1]
+            yt = torch.as_tensor(y, dtype=torch.float32)
+        Xt = torch.as_tensor(X, dtype=torch.float32)
+        n = len(Xt)
+        batch = min(int(self.batch_size), n)
+        with seeded(seed):
+            self.model_ = self._build(self.n_features_in_, self.n_outputs_)
+            optimizer = torch.optim.Adam(
+                self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            )
+            self.model_.train()
+            for _ in range(int(self.epochs)):
+                order = torch.randperm(n)
+                for start in range(0, n - batch + 1, batch):  # drop the ragged last batch
+                    idx = order[start : start + batch]
+                    loss = self._loss(Xt[idx], yt[idx], n)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            self.model_.eval()
+        self.n_parameters_ = count_parameters(self.model_)
+        return self
+
+    # -- prediction ----------------------------------------------------------------------
+    def sample_predictive(
+        self, X: np.ndarray, *, n_samples: int, seed: int
+    ) -> RegressionSamples | ClassificationSamples:
+        """Draw ``n_samples`` functions and evaluate them at ``X`` ``[N, F]``.
+
+        Returns ``RegressionSamples`` (loc, scale ``[S, N, D]``) or ``ClassificationSamples``
+        (probs ``[S, N, C]``). Draws are computed in chunks over S whose widest
+        intermediate holds at most a few million floats, so memory stays bounded.
+        """
+        self._check_fitted()
+        if not isinstance(n_samples, int | np.integer) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+        X = self._validate_X(X, self.n_features_in_)
+        Xt = torch.as_tensor(X, dtype=torch.float32)
+        chunk = max(1, _CHUNK_FLOATS // max(1, len(Xt) * self._widest()))
+        outs = []
+        with seeded(seed), torch.no_grad():
+            for start in range(0, n_samples, chunk):
+                outs.append(self._sample_chunk(Xt, min(chunk, n_samples - start)))
+            return self._to_samples(torch.cat(outs, dim=0))
+
+    def _to_samples(self, out: torch.Tensor) -> RegressionSamples | ClassificationSamples:
+        """Turn raw outputs ``[S, N, out]`` into a sample container (float64 numpy)."""
+        if self.task_ == "classification":
+            probs = torch.softmax(out.double(), dim=-1)
+            return ClassificationSamples(probs.numpy())
+        loc, scale = self._regression_head(out)
+        return RegressionSamples(loc.double().numpy(), scale.double().numpy())
+
+    def _regression_head(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split raw regression outputs into (loc, scale); overridden by heteroscedastic heads."""
+        raise NotImplementedError
+
+
+class HomoscedasticNoise(nn.Module):
+    """A learned observation-noise scale shared by every input: ``softplus(rho) + 1e-6``."""
+
+    def __init__(self, n_out: int, init_scale: float = 0.5) -> None:
+        super().__init__()
+        self.rho = nn.Parameter(torch.full((n_out,), math.log(math.expm1(init_scale))))
+
+    def forward(self) -> torch.Tensor:
+        return F.softplus(self.rho) + _MIN_SCALE
+
+
+def heteroscedastic_split(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[..., 2D]`` network output -> (loc, scale = softplus + 1e-6), each ``[..., D]``."""
+    loc, raw = out.chunk(2, dim=-1)
+    return loc, F.softplus(raw) + _MIN_SCALE

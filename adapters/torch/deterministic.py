@@ -1,0 +1,48 @@
+"""``deterministic``: a plain MLP, the zero-epistemic baseline."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from uqbench_adapters.torch._base import HomoscedasticNoise, TorchAdapter, gaussian_nll, mlp
+
+
+class _Net(nn.Module):
+    def __init__(self, body: nn.Module, noise: HomoscedasticNoise | None) -> None:
+        super().__init__()
+        self.body = body
+        self.noise = noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class DeterministicAdapter(TorchAdapter):
+    """Deterministic MLP (homoscedastic noise for regression); every draw is identical.
+
+    Regression learns one noise scale per output by maximum likelihood, so the predictive
+    is calibrated in aggregate but has zero epistemic variance by construction.
+    """
+
+    stochastic: ClassVar[bool] = False
+
+    def _build(self, n_in: int, n_out: int) -> nn.Module:
+        noise = HomoscedasticNoise(n_out) if self.task_ == "regression" else None
+        return _Net(mlp(n_in, self.hidden, n_out, self.activation), noise)
+
+    def _loss(self, xb: torch.Tensor, yb: torch.Tensor, n_train: int) -> torch.Tensor:
+        out = self.model_(xb)
+        if self.task_ == "classification":
+            return F.cross_entropy(out, yb)
+        return gaussian_nll(yb, out, self.model_.noise())
+
+    def _sample_chunk(self, X: torch.Tensor, n_draws: int) -> torch.Tensor:
+        # A real copy per draw, not a broadcast view: each draw is its own array.
+        return self.model_(X).unsqueeze(0).repeat(n_draws, 1, 1)
+
+    def _regression_head(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return out, self.model_.noise().expand_as(out)

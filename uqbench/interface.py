@@ -1,0 +1,237 @@
+"""The predictive-sampling interface every adapter implements, and its sample containers.
+
+An adapter is any object with
+
+- keyword-only hyperparameters in ``__init__``;
+- ``fit(X, y, *, seed) -> self``;
+- ``sample_predictive(X, *, n_samples, seed) -> samples``;
+- a class attribute ``tasks``: the tasks it supports (a subset of ``TASKS``).
+
+The task comes from the data: integer targets ``[N]`` mean classification, floating
+targets ``[N, D]`` mean regression (see :func:`infer_task`). Every container is numpy,
+sample axis first. Derived quantities (predictive mean, the variance and entropy
+decompositions) are computed here, once, never per adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Task = Literal["regression", "classification", "reconstruction"]
+TASKS: tuple[Task, ...] = ("regression", "classification", "reconstruction")
+
+# Probabilities are clipped here before taking logs, so p log p = 0 at p = 0.
+_TINY = np.finfo(np.float64).tiny
+
+
+def infer_task(y: np.ndarray | None) -> Task:
+    """Task implied by the targets: ints ``[N]`` -> classification, floats ``[N, D]`` -> regression."""
+    if y is None:
+        return "reconstruction"
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.integer):
+        if y.ndim != 1:
+            raise ValueError(f"classification targets must be 1-D class indices, got shape {y.shape}")
+        return "classification"
+    if np.issubdtype(y.dtype, np.floating):
+        if y.ndim != 2:
+            raise ValueError(f"regression targets must have shape [N, D], got shape {y.shape}")
+        return "regression"
+    raise ValueError(f"cannot infer the task from targets of dtype {y.dtype}")
+
+
+@dataclass(frozen=True)
+class RegressionSamples:
+    """S draws of a regression predictive: each draw is one function with Gaussian noise.
+
+    Attributes
+    ----------
+    loc : ``[S, N, D]`` mean of draw s at input n.
+    scale : ``[S, N, D]`` observation-noise standard deviation of draw s (0 allowed).
+    """
+
+    loc: np.ndarray
+    scale: np.ndarray
+    task: ClassVar[Task] = "regression"
+
+    def __post_init__(self) -> None:
+        _check_array("loc", self.loc, ndim=3)
+        _check_array("scale", self.scale, ndim=3)
+        if self.loc.shape != self.scale.shape:
+            raise ValueError(f"loc {self.loc.shape} and scale {self.scale.shape} differ in shape")
+
+    @property
+    def n_samples(self) -> int:
+        return self.loc.shape[0]
+
+    def mean(self) -> np.ndarray:
+        """Predictive mean ``[N, D]``."""
+        return self.loc.mean(axis=0)
+
+    def aleatoric_variance(self) -> np.ndarray:
+        """Mean of the per-draw noise variances ``[N, D]``."""
+        return np.mean(self.scale.astype(np.float64) ** 2, axis=0)
+
+    def epistemic_variance(self) -> np.ndarray:
+        """Variance of the per-draw means ``[N, D]`` (population variance over draws)."""
+        return np.var(self.loc.astype(np.float64), axis=0)
+
+    def total_variance(self) -> np.ndarray:
+        """Law of total variance: aleatoric + epistemic ``[N, D]``."""
+        return self.aleatoric_variance() + self.epistemic_variance()
+
+    def subset(self, index: np.ndarray) -> RegressionSamples:
+        """The same draws restricted to inputs ``index`` (for bootstrapping)."""
+        return RegressionSamples(self.loc[:, index], self.scale[:, index])
+
+
+@dataclass(frozen=True)
+class ClassificationSamples:
+    """S draws of a categorical predictive.
+
+    Attributes
+    ----------
+    probs : ``[S, N, C]`` class probabilities of draw s at input n (rows sum to 1).
+    """
+
+    probs: np.ndarray
+    task: ClassVar[Task] = "classification"
+
+    def __post_init__(self) -> None:
+        _check_array("probs", self.probs, ndim=3)
+
+    @property
+    def n_samples(self) -> int:
+        return self.probs.shape[0]
+
+    def mean(self) -> np.ndarray:
+        """Predictive (mixture) class probabilities ``[N, C]``."""
+        return self.probs.astype(np.float64).mean(axis=0)
+
+    def predictive_entropy(self) -> np.ndarray:
+        """Entropy of the mean predictive, in nats ``[N]`` (total uncertainty)."""
+        return _entropy(self.mean())
+
+    def expected_entropy(self) -> np.ndarray:
+        """Mean entropy of the draws ``[N]`` (aleatoric uncertainty)."""
+        return _entropy(self.probs.astype(np.float64)).mean(axis=0)
+
+    def mutual_information(self) -> np.ndarray:
+        """BALD: predictive minus expected entropy ``[N]`` (epistemic uncertainty), >= 0."""
+        return np.maximum(self.predictive_entropy() - self.expected_entropy(), 0.0)
+
+    def aleatoric_variance(self) -> np.ndarray:
+        """Variance form: sum over classes of the mean per-draw Bernoulli variance p(1-p) ``[N]``."""
+        p = self.probs.astype(np.float64)
+        return np.sum(np.mean(p * (1.0 - p), axis=0), axis=-1)
+
+    def epistemic_variance(self) -> np.ndarray:
+        """Variance form: sum over classes of the variance of p across draws ``[N]``."""
+        return np.sum(np.var(self.probs.astype(np.float64), axis=0), axis=-1)
+
+    def total_variance(self) -> np.ndarray:
+        """Sum over classes of pbar(1-pbar) = aleatoric + epistemic variance ``[N]``."""
+        pbar = self.mean()
+        return np.sum(pbar * (1.0 - pbar), axis=-1)
+
+    def subset(self, index: np.ndarray) -> ClassificationSamples:
+        return ClassificationSamples(self.probs[:, index])
+
+
+@dataclass(frozen=True)
+class ReconstructionSamples:
+    """S draws of an autoencoder's reconstruction of its inputs.
+
+    Attributes
+    ----------
+    recon : ``[S, N, D]`` decoder mean (pixel probabilities for a Bernoulli decoder) of draw s.
+    latent : ``[S, N, K]`` the latent code z of draw s.
+    latent_mean : ``[S, N, K]`` or None: the mean of q(z|x) in draw s (the same in every draw
+        for a deterministic encoder; varies with the weights of a Bayesian encoder).
+    latent_scale : ``[S, N, K]`` or None: the standard deviation of q(z|x) in draw s (with
+        ``latent_mean`` it lets metrics compute the ELBO and importance-sampled log p(x)).
+    """
+
+    recon: np.ndarray
+    latent: np.ndarray
+    latent_mean: np.ndarray | None = None
+    latent_scale: np.ndarray | None = None
+    task: ClassVar[Task] = "reconstruction"
+
+    def __post_init__(self) -> None:
+        _check_array("recon", self.recon, ndim=3)
+        _check_array("latent", self.latent, ndim=3)
+        if self.recon.shape[:2] != self.latent.shape[:2]:
+            raise ValueError(
+                f"recon {self.recon.shape} and latent {self.latent.shape} differ in [S, N]"
+            )
+        for name in ("latent_mean", "latent_scale"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_array(name, value, ndim=3)
+                if value.shape != self.latent.shape:
+                    raise ValueError(f"{name} {value.shape} differs from latent {self.latent.shape}")
+
+    @property
+    def n_samples(self) -> int:
+        return self.recon.shape[0]
+
+    def mean(self) -> np.ndarray:
+        """Mean reconstruction ``[N, D]``."""
+        return self.recon.mean(axis=0)
+
+    def epistemic_variance(self) -> np.ndarray:
+        """Variance across draws of the encoder's latent mean, summed over K ``[N]``.
+
+        Zero for a deterministic encoder; for a Bayesian encoder it is the spread caused by
+        the encoder's weight uncertainty. Falls back to the latent draws when the adapter
+        gives no latent means.
+        """
+        z = self.latent if self.latent_mean is None else self.latent_mean
+        return np.sum(np.var(z.astype(np.float64), axis=0), axis=-1)
+
+    def latent_variance(self) -> np.ndarray:
+        """Variance of the latent draws across samples, summed over K ``[N]``."""
+        return np.sum(np.var(self.latent.astype(np.float64), axis=0), axis=-1)
+
+    def subset(self, index: np.ndarray) -> ReconstructionSamples:
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[:, index]
+
+        return ReconstructionSamples(
+            self.recon[:, index], self.latent[:, index], pick(self.latent_mean), pick(self.latent_scale)
+        )
+
+
+Samples = RegressionSamples | ClassificationSamples | ReconstructionSamples
+
+
+@runtime_checkable
+class PredictiveSampler(Protocol):
+    """What the harness needs from an adapter."""
+
+    tasks: ClassVar[frozenset[str]]
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None, *, seed: int) -> PredictiveSampler: ...
+
+    def sample_predictive(self, X: np.ndarray, *, n_samples: int, seed: int) -> Samples: ...
+
+
+def n_parameters(adapter: Any) -> int | None:
+    """Trainable parameter count an adapter reports via ``n_parameters_``, if any."""
+    value = getattr(adapter, "n_parameters_", None)
+    return None if value is None else int(value)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -np.sum(p * np.log(np.clip(p, _TINY, None)), axis=-1)
+
+
+def _check_array(name: str, a: Any, *, ndim: int) -> None:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions [S, N, ...], got shape {a.shape}")

@@ -1,0 +1,131 @@
+"""``check_adapter``: the contract every adapter must pass, in-tree or third-party.
+
+Use it in your own package's tests::
+
+    from uqbench.testing import check_adapter
+    check_adapter(MyAdapter(epochs=5), "regression")
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from uqbench.interface import (
+    ClassificationSamples,
+    ReconstructionSamples,
+    RegressionSamples,
+    Task,
+)
+
+_CONTAINERS = {
+    "regression": RegressionSamples,
+    "classification": ClassificationSamples,
+    "reconstruction": ReconstructionSamples,
+}
+
+
+def contract_data(task: Task, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Small seeded (X_train, y_train, X_test) for ``task``, in the dtypes datasets use."""
+    rng = np.random.default_rng(seed)
+    if task == "regression":
+        X = rng.normal(size=(64, 3))
+        y = (np.sin(X[:, :1]) + 0.1 * rng.normal(size=(64, 1))).astype(np.float64)
+        return X, y, rng.normal(size=(7, 3))
+    if task == "classification":
+        X = rng.normal(size=(90, 4))
+        y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5).astype(np.int64)
+        return X, y, rng.normal(size=(7, 4))
+    if task == "reconstruction":
+        X = (rng.random(size=(80, 16)) < 0.3).astype(np.float64)
+        return X, None, (rng.random(size=(7, 16)) < 0.3).astype(np.float64)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def check_adapter(
+    adapter: Any, task: Task, *, n_samples: int = 5, stochastic: bool | None = None
+) -> None:
+    """Assert the predictive-sampling contract for ``adapter`` on ``task``.
+
+    Checks: ``fit`` returns self; container type; shapes ``[S, N, ...]``; float dtype;
+    finite values; non-negative scales; probabilities in [0, 1] summing to 1; same seed ->
+    identical samples; different seeds -> different samples; for a stochastic method,
+    draws not all identical (and not views of one array).
+
+    Parameters
+    ----------
+    adapter : an unfitted adapter instance (it is deep-copied, so it can be reused).
+    task : the task to check.
+    stochastic : whether draws should differ; defaults to ``adapter.stochastic`` (True if
+        the adapter does not say).
+
+    Raises
+    ------
+    AssertionError
+        Naming the adapter and the broken clause.
+    """
+    name = type(adapter).__name__
+    if task not in getattr(adapter, "tasks", ()):
+        raise AssertionError(f"{name}.tasks {getattr(adapter, 'tasks', None)!r} lacks {task!r}")
+    if stochastic is None:
+        stochastic = bool(getattr(adapter, "stochastic", True))
+    X, y, X_test = contract_data(task)
+    model = copy.deepcopy(adapter)
+    fitted = model.fit(X, y, seed=0)
+    _require(fitted is model, name, "fit() must return self")
+
+    s1 = model.sample_predictive(X_test, n_samples=n_samples, seed=1)
+    container = _CONTAINERS[task]
+    _require(isinstance(s1, container), name, f"expected {container.__name__}, got {type(s1).__name__}")
+    arrays = _arrays(s1)
+    n = X_test.shape[0]
+    for field, a in arrays.items():
+        _require(isinstance(a, np.ndarray), name, f"{field} is {type(a).__name__}, not numpy")
+        _require(a.shape[:2] == (n_samples, n), name, f"{field} shape {a.shape}, expected ({n_samples}, {n}, ...)")
+        _require(np.issubdtype(a.dtype, np.floating), name, f"{field} dtype {a.dtype} is not floating")
+        _require(bool(np.all(np.isfinite(a))), name, f"{field} has non-finite values")
+    if task == "regression":
+        _require(s1.loc.shape[2] == y.shape[1], name, f"D={s1.loc.shape[2]}, targets have D={y.shape[1]}")
+        _require(bool(np.all(s1.scale >= 0)), name, "scale has negative entries")
+    elif task == "classification":
+        p = s1.probs
+        _require(p.shape[2] >= int(y.max()) + 1, name, f"C={p.shape[2]} < {int(y.max()) + 1} classes")
+        _require(bool(np.all((p >= 0) & (p <= 1))), name, "probs outside [0, 1]")
+        _require(bool(np.allclose(p.sum(-1), 1.0, atol=1e-5)), name, "probs do not sum to 1")
+    else:
+        _require(s1.recon.shape[2] == X.shape[1], name, f"recon D={s1.recon.shape[2]}, inputs D={X.shape[1]}")
+
+    s1_again = model.sample_predictive(X_test, n_samples=n_samples, seed=1)
+    s2 = model.sample_predictive(X_test, n_samples=n_samples, seed=2)
+    for field, a in arrays.items():
+        _require(np.array_equal(a, _arrays(s1_again)[field]), name, f"same seed gave different {field}")
+    if stochastic:
+        key = next(iter(arrays))
+        a = arrays[key]
+        _require(not np.array_equal(a, _arrays(s2)[key]), name, f"different seeds gave identical {key}")
+        _require(not np.allclose(a, a[:1]), name, f"all {n_samples} draws of {key} are identical")
+        _require(not np.shares_memory(a[0], a[1]), name, f"draws of {key} share memory")
+
+    refit = copy.deepcopy(adapter).fit(X, y, seed=0)
+    s1_refit = refit.sample_predictive(X_test, n_samples=n_samples, seed=1)
+    for field, a in arrays.items():
+        _require(np.allclose(a, _arrays(s1_refit)[field], atol=1e-6), name, f"refit with the same seed changed {field}")
+
+
+def _arrays(samples: Any) -> dict[str, np.ndarray]:
+    if isinstance(samples, RegressionSamples):
+        return {"loc": samples.loc, "scale": samples.scale}
+    if isinstance(samples, ClassificationSamples):
+        return {"probs": samples.probs}
+    out = {"recon": samples.recon, "latent": samples.latent}
+    for name in ("latent_mean", "latent_scale"):
+        if getattr(samples, name) is not None:
+            out[name] = getattr(samples, name)
+    return out
+
+
+def _require(ok: bool, name: str, what: str) -> None:
+    if not ok:
+        raise AssertionError(f"{name}: {what}")
