@@ -77,7 +77,7 @@ class RegressionSamples:
 
     def epistemic_variance(self) -> np.ndarray:
         """Variance of the per-draw means ``[N, D]`` (population variance over draws)."""
-        return np.var(self.loc.astype(np.float64), axis=0)
+        return _var_over_draws(self.loc)
 
     def total_variance(self) -> np.ndarray:
         """Law of total variance: aleatoric + epistemic ``[N, D]``."""
@@ -130,7 +130,7 @@ class ClassificationSamples:
 
     def epistemic_variance(self) -> np.ndarray:
         """Variance form: sum over classes of the variance of p across draws ``[N]``."""
-        return np.sum(np.var(self.probs.astype(np.float64), axis=0), axis=-1)
+        return np.sum(_var_over_draws(self.probs), axis=-1)
 
     def total_variance(self) -> np.ndarray:
         """Sum over classes of pbar(1-pbar) = aleatoric + epistemic variance ``[N]``."""
@@ -153,12 +153,16 @@ class ReconstructionSamples:
         for a deterministic encoder; varies with the weights of a Bayesian encoder).
     latent_scale : ``[S, N, K]`` or None: the standard deviation of q(z|x) in draw s (with
         ``latent_mean`` it lets metrics compute the ELBO and importance-sampled log p(x)).
+    recon_scale : ``[S, N, D]`` or None: the standard deviation of a Gaussian decoder
+        p(x|z) = N(recon, recon_scale^2); None means a Bernoulli decoder (``recon`` are
+        pixel probabilities).
     """
 
     recon: np.ndarray
     latent: np.ndarray
     latent_mean: np.ndarray | None = None
     latent_scale: np.ndarray | None = None
+    recon_scale: np.ndarray | None = None
     task: ClassVar[Task] = "reconstruction"
 
     def __post_init__(self) -> None:
@@ -174,6 +178,12 @@ class ReconstructionSamples:
                 _check_array(name, value, ndim=3)
                 if value.shape != self.latent.shape:
                     raise ValueError(f"{name} {value.shape} differs from latent {self.latent.shape}")
+        if self.recon_scale is not None:
+            _check_array("recon_scale", self.recon_scale, ndim=3)
+            if self.recon_scale.shape != self.recon.shape:
+                raise ValueError(
+                    f"recon_scale {self.recon_scale.shape} differs from recon {self.recon.shape}"
+                )
 
     @property
     def n_samples(self) -> int:
@@ -191,18 +201,22 @@ class ReconstructionSamples:
         gives no latent means.
         """
         z = self.latent if self.latent_mean is None else self.latent_mean
-        return np.sum(np.var(z.astype(np.float64), axis=0), axis=-1)
+        return np.sum(_var_over_draws(z), axis=-1)
 
     def latent_variance(self) -> np.ndarray:
         """Variance of the latent draws across samples, summed over K ``[N]``."""
-        return np.sum(np.var(self.latent.astype(np.float64), axis=0), axis=-1)
+        return np.sum(_var_over_draws(self.latent), axis=-1)
 
     def subset(self, index: np.ndarray) -> ReconstructionSamples:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[:, index]
 
         return ReconstructionSamples(
-            self.recon[:, index], self.latent[:, index], pick(self.latent_mean), pick(self.latent_scale)
+            self.recon[:, index],
+            self.latent[:, index],
+            pick(self.latent_mean),
+            pick(self.latent_scale),
+            pick(self.recon_scale),
         )
 
 
@@ -224,6 +238,16 @@ def n_parameters(adapter: Any) -> int | None:
     """Trainable parameter count an adapter reports via ``n_parameters_``, if any."""
     value = getattr(adapter, "n_parameters_", None)
     return None if value is None else int(value)
+
+
+def _var_over_draws(a: np.ndarray) -> np.ndarray:
+    """Population variance over axis 0, exactly 0 when all draws are identical.
+
+    Centring on the first draw first: ``np.var`` of identical float64 values can return
+    ~1e-32 instead of 0, which would blur "no epistemic uncertainty" into rounding noise.
+    """
+    a = a.astype(np.float64)
+    return np.var(a - a[:1], axis=0)
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:

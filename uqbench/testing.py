@@ -120,7 +120,7 @@ def _arrays(samples: Any) -> dict[str, np.ndarray]:
     if isinstance(samples, ClassificationSamples):
         return {"probs": samples.probs}
     out = {"recon": samples.recon, "latent": samples.latent}
-    for name in ("latent_mean", "latent_scale"):
+    for name in ("latent_mean", "latent_scale", "recon_scale"):
         if getattr(samples, name) is not None:
             out[name] = getattr(samples, name)
     return out

@@ -1,0 +1,257 @@
+"""The ``uqbench`` command: ``run`` a benchmark suite, ``list`` what is installed.
+
+User errors (unknown names, bad values, missing data, a bad run directory) print one line
+``uqbench: error: ...`` on stderr and exit 2; a run with failed cells exits 1; Ctrl-C
+exits 130 after saying how to resume. Real bugs keep their traceback.
+
+Heavy modules (torch, pandas, the metrics) are imported inside the commands so that
+``uqbench --help`` and ``uqbench list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from uqbench import __version__
+from uqbench.errors import UserError
+
+EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_OUT = "reports"
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``uqbench: error: ...`` and exit 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"uqbench: error: {_one_line(message)} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="uqbench",
+        description="Benchmark uncertainty estimates of Bayesian neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"uqbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a benchmark suite (or resume one)", description=(
+        "Run the grid adapters × datasets × seeds of a suite into a new run directory "
+        f"under --out (default {DEFAULT_OUT}/), or finish an interrupted run with --resume."
+    ))
+    run.add_argument("--suite", help="suite name: quick (default) or standard")
+    run.add_argument("--adapters", type=_name_list, metavar="A,B", help="adapters to run (default: the suite's)")
+    run.add_argument("--datasets", type=_name_list, metavar="X,Y", help="datasets to run; patterns like 'uci-*' allowed")
+    run.add_argument("--seeds", type=_positive_int, metavar="N", help="use seeds 0..N-1")
+    run.add_argument("--samples", type=_positive_int, metavar="S", help="predictive draws per split")
+    run.add_argument("--data-dir", metavar="D", help="data directory (default: $UQBENCH_DATA)")
+    run.add_argument("--out", metavar="DIR", help=f"parent of the new run directory (default: {DEFAULT_OUT})")
+    run.add_argument("--resume", metavar="DIR", help="finish the run in DIR: redo only its unfinished cells")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list adapters, datasets, metrics and suites")
+    lst.set_defaults(func=cmd_list)
+
+    rep = sub.add_parser("report", help="(re)write RUN_DIR/index.html, the self-contained HTML report")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `uqbench run`")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _suite_from_args(args: argparse.Namespace) -> Any:
+    from uqbench.suites import get_suite
+
+    suite = get_suite(args.suite or "quick")
+    changes: dict[str, Any] = {}
+    if args.adapters:
+        changes["adapters"] = args.adapters
+    if args.datasets:
+        changes["datasets"] = args.datasets
+    if args.seeds:
+        changes["seeds"] = tuple(range(args.seeds))
+    if args.samples:
+        changes["n_samples"] = args.samples
+    return suite.replace(**changes) if changes else suite
+
+
+def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
+    from rich.console import Console
+
+    from uqbench.harness import runner
+
+    argv = sys.argv if args.argv is None else ["uqbench", *args.argv]
+    if args.resume:
+        conflicting = [
+            f"--{name.replace('_', '-')}"
+            for name in ("suite", "adapters", "datasets", "seeds", "samples", "out")
+            if getattr(args, name) is not None
+        ]
+        if conflicting:
+            raise UserError(
+                f"--resume continues a run with its own configuration; drop {', '.join(conflicting)}"
+            )
+        run = runner.prepare_resume(args.resume, catalog=catalog, data_dir=args.data_dir)
+    else:
+        run = runner.prepare(
+            _suite_from_args(args),
+            out=args.out or DEFAULT_OUT,
+            catalog=catalog,
+            data_dir=args.data_dir,
+            argv=argv,
+        )
+    run_dir = run.run_dir
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that no number is cut
+        console = Console(width=200)
+    verb = "resuming" if run.resumed else "run directory:"
+    print(f"{verb} {run_dir}", flush=True)
+    progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
+    try:
+        result = runner.execute(run, progress=progress, argv=argv)
+    except UserError as exc:  # e.g. a data file that cannot be read, found mid-run
+        raise UserError(f"{exc} (fix it, then: uqbench run --resume {run_dir})") from exc
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished cells are kept in {run_dir}\n"
+            f"resume with: uqbench run --resume {run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
+    _print_summary(console, run_dir, result.cells)
+    _write_report(run_dir)
+    if result.failures:
+        print(f"uqbench: {len(result.failures)} cell(s) failed (listed above)", file=sys.stderr)
+        return EXIT_FAILED_CELLS
+    return EXIT_OK
+
+
+def _print_summary(console: Any, run_dir: os.PathLike[str], cells: dict[str, Any]) -> None:
+    from uqbench import store, summary
+
+    record = store.read_run_json(run_dir)
+    order = {"datasets": record["suite"]["datasets"], "adapters": record["suite"]["adapters"]}
+    results = store.load_results(run_dir)
+    console.print()
+    summary.print_summary(console, results, cells, **order)
+    text = summary.summary_text(results, cells, **order)
+    with open(os.path.join(run_dir, store.SUMMARY_TXT), "w", encoding="utf-8") as f:
+        f.write(text)
+    console.print(f"results: {os.path.join(run_dir, store.RESULTS_CSV)}", highlight=False)
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def _write_report(run_dir: os.PathLike[str]) -> None:
+    from uqbench.report import write_report
+
+    print(f"report: {write_report(run_dir)}", flush=True)
+
+
+def cmd_report(args: argparse.Namespace, catalog: Any = None) -> int:
+    _write_report(args.run_dir)
+    return EXIT_OK
+
+
+# -- list --------------------------------------------------------------------------------
+
+
+def _rows(title: str, rows: list[tuple[str, ...]]) -> list[str]:
+    if not rows:
+        return [f"{title}: none"]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [f"{title}:"]
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)]
+        lines.append("  " + "  ".join([*cells, r[-1]]).rstrip())
+    return lines
+
+
+def cmd_list(args: argparse.Namespace, catalog: Any = None) -> int:
+    from uqbench import registry
+    from uqbench.suites import SUITES
+
+    lines: list[str] = []
+    adapters = []
+    for name in registry.adapter_names():
+        info = registry.adapter_info(name)
+        if info.available:
+            adapters.append((name, ",".join(info.tasks), info.summary))
+        else:
+            adapters.append((name, "unavailable", _one_line(info.reason)))
+    lines += _rows("adapters", adapters)
+
+    try:
+        from uqbench.datasets import DATASETS
+    except ImportError as exc:
+        lines.append(f"datasets: unavailable ({_one_line(exc)})")
+    else:
+        lines += _rows("datasets", [
+            (s.name, s.task, s.summary + (" [needs --data-dir]" if s.needs_data_dir else ""))
+            for s in DATASETS.values()
+        ])
+
+    try:
+        from uqbench.metrics import METRICS
+    except ImportError as exc:
+        lines.append(f"metrics: unavailable ({_one_line(exc)})")
+    else:
+        lines += _rows("metrics", [
+            (m.name, ",".join(sorted(m.tasks)), _one_line(m.definition))
+            for m in METRICS.values()
+        ])
+
+    lines += _rows("suites", [(s.name, s.description) for s in SUITES.values()])
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+# -- entry point -------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
+    """Entry point; ``catalog`` (a :class:`uqbench.harness.grid.Catalog`) is for tests."""
+    args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
+    try:
+        return args.func(args, catalog)
+    except UserError as exc:
+        print(f"uqbench: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("uqbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

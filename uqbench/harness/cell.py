@@ -1,0 +1,380 @@
+"""Running one cell: fit, sample every split, evaluate, collect the report's arrays.
+
+A cell is a sequence of **steps**, each a function ``step(ctx: CellContext) -> None``
+that reads what earlier steps left in the context and adds rows (``ctx.add``) and arrays
+(``ctx.arrays``). The core steps always run::
+
+    fit -> sample -> metrics -> [optional steps] -> arrays
+
+Optional steps are switched on per run (``Suite.steps``) and run after ``metrics``.
+Adding one (e.g. the gradient-variance probe)::
+
+    def probe_step(ctx: CellContext) -> None:
+        value = ...  # use ctx.adapter, ctx.dataset, ctx.seed("probe")
+        ctx.add("probe", "grad_variance", value)
+
+    OPTIONAL_STEPS["probe"] = probe_step   # then `--probe` appends "probe" to Suite.steps
+
+Any exception in a step marks the cell failed with a one-line reason (exception type and
+message) and the step it happened in; rows of a failed cell are discarded and replaced by
+one ``status="failed"`` row. ``KeyboardInterrupt`` is not caught: the run stops and the
+cell is redone on resume.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from uqbench.harness.grid import Cell
+from uqbench.harness.timing import RSSSampler, measure
+from uqbench.interface import (
+    ClassificationSamples,
+    ReconstructionSamples,
+    RegressionSamples,
+    n_parameters,
+)
+from uqbench.store import make_row
+
+_CONTAINERS = {
+    "regression": RegressionSamples,
+    "classification": ClassificationSamples,
+    "reconstruction": ReconstructionSamples,
+}
+N_GRID_DRAWS = 10  # draws of the toy-data grid kept for the report figure
+_PROB_ATOL = 1e-4
+
+
+class InvalidSamplesError(ValueError):
+    """An adapter returned samples of the wrong type, shape or with non-finite values."""
+
+
+def derive_seed(seed: int, name: str) -> int:
+    """A seed for purpose ``name`` (e.g. ``"fit"``, ``"sample:test"``) of cell seed ``seed``.
+
+    Stable across runs, processes and Python versions (crc32, not ``hash``); distinct
+    purposes get independent streams. Fits in 31 bits so every backend accepts it.
+    """
+    ss = np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))])
+    return int(ss.generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
+
+
+def one_line(exc: BaseException) -> str:
+    """``"Type: message"`` on one line, at most 300 characters."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@dataclass
+class CellContext:
+    """What the steps of one cell share.
+
+    Attributes
+    ----------
+    samples, targets, inputs : split -> samples (original target units), targets
+        (original units; labels for classification and reconstruction; None when the
+        split has none) and inputs, for ``"test"`` and each ``"ood:<name>"``.
+    """
+
+    cell: Cell
+    mode: str  # the task the adapter runs as (cell.mode of an applicable cell)
+    dataset: Any
+    adapter: Any
+    n_samples: int
+    n_bootstrap: int
+    metrics: Any
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    times: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, np.ndarray | None] = field(default_factory=dict)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def seed(self, name: str) -> int:
+        return derive_seed(self.cell.seed, name)
+
+    def add(self, split: str, metric: str, value: float, ci_low: float = math.nan, ci_high: float = math.nan) -> None:
+        c = self.cell
+        self.rows.append(make_row(c.adapter, c.dataset, c.seed, split, metric, value, ci_low, ci_high))
+
+    def splits(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+        """(split, X, targets in the dataset's units) for test and every OOD set."""
+        ds = self.dataset
+        out = [("test", ds.X_test, ds.y_test)]
+        out += [(f"ood:{name}", o.X, o.y) for name, o in ds.ood.items()]
+        return out
+
+
+CellStep = Callable[[CellContext], None]
+
+
+# -- unit conversion and validation ------------------------------------------------------
+
+
+def target_scaler(dataset: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, std) to map standardized regression targets back to original units."""
+    if dataset.task != "regression":
+        return None
+    mean, std = getattr(dataset, "target_mean", None), getattr(dataset, "target_std", None)
+    if mean is None or std is None:
+        return None
+    return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+
+def to_original_units(samples: Any, y: np.ndarray | None, scaler: tuple[np.ndarray, np.ndarray] | None) -> tuple[Any, np.ndarray | None]:
+    """Regression samples and targets in original units (``loc*std+mean``, ``scale*std``)."""
+    if scaler is None or not isinstance(samples, RegressionSamples):
+        return samples, y
+    mean, std = scaler
+    converted = RegressionSamples(samples.loc * std + mean, samples.scale * std)
+    return converted, None if y is None else np.asarray(y) * std + mean
+
+
+def check_samples(
+    samples: Any,
+    *,
+    mode: str,
+    n_samples: int,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    split: str,
+) -> None:
+    """Raise :class:`InvalidSamplesError` unless ``samples`` fit the contract for ``X``."""
+    expected = _CONTAINERS[mode]
+    if not isinstance(samples, expected):
+        raise InvalidSamplesError(f"{split}: expected {expected.__name__}, got {type(samples).__name__}")
+    if isinstance(samples, RegressionSamples):
+        arrays = {"loc": samples.loc, "scale": samples.scale}
+    elif isinstance(samples, ClassificationSamples):
+        arrays = {"probs": samples.probs}
+    else:
+        arrays = {"recon": samples.recon, "latent": samples.latent}
+        if samples.latent_mean is not None:
+            arrays["latent_mean"] = samples.latent_mean
+    n = X.shape[0]
+    for name, a in arrays.items():
+        if a.shape[:2] != (n_samples, n):
+            raise InvalidSamplesError(f"{split}: {name} has shape {a.shape}, expected ({n_samples}, {n}, ...)")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise InvalidSamplesError(f"{split}: {name} has dtype {a.dtype}, expected floating point")
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise InvalidSamplesError(f"{split}: {name} has {bad} non-finite values (NaN/inf)")
+    if isinstance(samples, RegressionSamples):
+        if y is not None and samples.loc.shape[2] != y.shape[1]:
+            raise InvalidSamplesError(f"{split}: loc has D={samples.loc.shape[2]}, targets have D={y.shape[1]}")
+        if np.any(samples.scale < 0):
+            raise InvalidSamplesError(f"{split}: scale has negative values")
+    elif isinstance(samples, ClassificationSamples):
+        p = samples.probs
+        if y is not None and y.size and p.shape[2] <= int(np.max(y)):
+            raise InvalidSamplesError(f"{split}: probs has C={p.shape[2]} classes, labels go up to {int(np.max(y))}")
+        if np.any(p < -_PROB_ATOL) or np.any(p > 1 + _PROB_ATOL):
+            raise InvalidSamplesError(f"{split}: probs outside [0, 1]")
+        worst = float(np.max(np.abs(p.sum(axis=-1) - 1.0))) if p.size else 0.0
+        if worst > _PROB_ATOL:
+            raise InvalidSamplesError(f"{split}: probs do not sum to 1 (off by up to {worst:.3g})")
+    elif samples.recon.shape[2] != X.shape[1]:
+        raise InvalidSamplesError(f"{split}: recon has D={samples.recon.shape[2]}, inputs have {X.shape[1]}")
+
+
+def point_scores(samples: Any) -> dict[str, np.ndarray]:
+    """Per-point uncertainty scores ``[N]``: epistemic, total, aleatoric.
+
+    Classification uses the entropy decomposition (mutual information, predictive
+    entropy, expected entropy, in nats); regression the variance decomposition summed over
+    outputs; reconstruction the encoder's epistemic variance only.
+    """
+    if isinstance(samples, ClassificationSamples):
+        return {
+            "epistemic": samples.mutual_information(),
+            "total": samples.predictive_entropy(),
+            "aleatoric": samples.expected_entropy(),
+        }
+    if isinstance(samples, RegressionSamples):
+        return {
+            "epistemic": samples.epistemic_variance().sum(axis=-1),
+            "total": samples.total_variance().sum(axis=-1),
+            "aleatoric": samples.aleatoric_variance().sum(axis=-1),
+        }
+    return {"epistemic": samples.epistemic_variance()}
+
+
+# -- core steps --------------------------------------------------------------------------
+
+
+def fit_step(ctx: CellContext) -> None:
+    ds = ctx.dataset
+    y = None if ctx.mode == "reconstruction" else ds.y_train
+    with measure() as m:
+        ctx.adapter.fit(ds.X_train, y, seed=ctx.seed("fit"))
+    n_params = n_parameters(ctx.adapter)
+    ctx.add("fit", "fit_wall_seconds", m.wall_seconds)
+    ctx.add("fit", "fit_cpu_seconds", m.cpu_seconds)
+    ctx.add("fit", "fit_peak_rss_mb", m.peak_rss_mb)
+    ctx.add("fit", "n_parameters", math.nan if n_params is None else float(n_params))
+    ctx.times["fit_wall_seconds"] = m.wall_seconds
+    ctx.times["fit_cpu_seconds"] = m.cpu_seconds
+
+
+def sample_step(ctx: CellContext) -> None:
+    scaler = target_scaler(ctx.dataset)
+    per_draw: dict[str, float] = {}
+    sampler = RSSSampler().start()
+    try:
+        for split, X, y in ctx.splits():
+            t0 = time.perf_counter()
+            s = ctx.adapter.sample_predictive(X, n_samples=ctx.n_samples, seed=ctx.seed(f"sample:{split}"))
+            wall = time.perf_counter() - t0
+            check_samples(s, mode=ctx.mode, n_samples=ctx.n_samples, X=X, y=y, split=split)
+            ctx.samples[split], ctx.targets[split] = to_original_units(s, y, scaler)
+            ctx.inputs[split] = X
+            per_draw[split] = wall / ctx.n_samples
+    finally:
+        peak = sampler.stop()
+    n_test = ctx.dataset.X_test.shape[0]
+    ctx.add("sample", "sample_seconds_per_draw", per_draw["test"])
+    # Point-draws per second on the test split: S * N / wall.
+    ctx.add("sample", "samples_per_second", n_test / per_draw["test"] if per_draw["test"] > 0 else math.inf)
+    ctx.add("sample", "sample_peak_rss_mb", peak)
+    ctx.times["sample_seconds_per_draw"] = per_draw
+
+
+def metrics_step(ctx: CellContext) -> None:
+    m, nb = ctx.metrics, ctx.n_bootstrap
+    test = ctx.samples["test"]
+    for v in m.evaluate(test, ctx.targets["test"], seed=ctx.seed("bootstrap:test"), n_bootstrap=nb):
+        ctx.add("test", v.name, v.value, v.ci_low, v.ci_high)
+    for split in ctx.samples:
+        if split == "test":
+            continue
+        values = list(m.evaluate_ood(test, ctx.samples[split], seed=ctx.seed(f"bootstrap:{split}"), n_bootstrap=nb))
+        if ctx.targets[split] is not None:
+            # Labelled OOD sets (e.g. shifted images): also how well the model does there.
+            seen = {v.name for v in values}
+            values += [
+                v
+                for v in m.evaluate(
+                    ctx.samples[split], ctx.targets[split], seed=ctx.seed(f"bootstrap:{split}:labels"), n_bootstrap=nb
+                )
+                if v.name not in seen
+            ]
+        for v in values:
+            ctx.add(split, v.name, v.value, v.ci_low, v.ci_high)
+
+
+def arrays_step(ctx: CellContext) -> None:
+    """Curves, per-point scores per split and, for toy data, the grid predictions."""
+    a = ctx.arrays
+    for name, value in ctx.metrics.curves(ctx.samples["test"], ctx.targets["test"]).items():
+        a[f"curves/{name}"] = np.asarray(value)
+    # The metrics' own per-point scores when it has them, so the report ranks exactly
+    # what the AUROCs ranked.
+    scores_fn = getattr(ctx.metrics, "ood_scores", None) or point_scores
+    for split, samples in ctx.samples.items():
+        for kind, score in scores_fn(samples).items():
+            a[f"scores/{split}/{kind}"] = np.asarray(score, dtype=np.float64)
+    ds = ctx.dataset
+    if ds.plot_grid is None or ctx.mode != "regression":
+        return
+    grid = ds.plot_grid
+    s = ctx.adapter.sample_predictive(grid, n_samples=ctx.n_samples, seed=ctx.seed("sample:grid"))
+    check_samples(s, mode="regression", n_samples=ctx.n_samples, X=grid, y=ds.y_train, split="grid")
+    scaler = target_scaler(ds)
+    s, y_train = to_original_units(s, ds.y_train, scaler)
+    a["grid/X"] = np.asarray(grid, dtype=np.float64)
+    a["grid/mean"] = s.mean()
+    a["grid/total_variance"] = s.total_variance()
+    a["grid/epistemic_variance"] = s.epistemic_variance()
+    a["grid/aleatoric_variance"] = s.aleatoric_variance()
+    a["grid/draws_loc"] = np.asarray(s.loc[:N_GRID_DRAWS], dtype=np.float64)
+    a["train/X"] = np.asarray(ds.X_train, dtype=np.float64)
+    a["train/y"] = np.asarray(y_train, dtype=np.float64)
+    names = list(ds.regions)
+    a["regions/names"] = np.array(names, dtype=str)
+    a["regions/bounds"] = np.array([ds.regions[n] for n in names], dtype=np.float64).reshape(-1, 2)
+
+
+CORE_STEPS: tuple[tuple[str, CellStep], ...] = (
+    ("fit", fit_step),
+    ("sample", sample_step),
+    ("metrics", metrics_step),
+)
+FINAL_STEPS: tuple[tuple[str, CellStep], ...] = (("arrays", arrays_step),)
+
+# Name -> step for steps a run switches on (Suite.steps). None reserves the name for a
+# step not written yet: suites may list it; it is skipped until it exists.
+OPTIONAL_STEPS: dict[str, CellStep | None] = {"probe": None}
+
+
+def cell_steps(optional: tuple[str, ...] = ()) -> list[tuple[str, CellStep]]:
+    """The steps of a cell with the given optional steps switched on (unknown -> ValueError)."""
+    extra = []
+    for name in optional:
+        if name not in OPTIONAL_STEPS:
+            raise ValueError(f"unknown cell step {name!r}; known: {sorted(OPTIONAL_STEPS)}")
+        step = OPTIONAL_STEPS[name]
+        if step is not None:
+            extra.append((name, step))
+    return [*CORE_STEPS, *extra, *FINAL_STEPS]
+
+
+# -- running a cell ----------------------------------------------------------------------
+
+
+@dataclass
+class CellOutcome:
+    """Result of one cell: rows for results.csv, arrays, and the cell record."""
+
+    status: str  # "ok" | "failed" | "skipped"
+    rows: list[dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    reason: str = ""
+    stage: str = ""
+    times: dict[str, Any] = field(default_factory=dict)
+    traceback: str = ""
+
+
+def run_cell(
+    cell: Cell,
+    *,
+    dataset: Any,
+    make_adapter: Callable[[], Any],
+    metrics: Any,
+    n_samples: int,
+    n_bootstrap: int,
+    steps: list[tuple[str, CellStep]] | None = None,
+) -> CellOutcome:
+    """Run the steps of ``cell`` on a loaded ``dataset``; never raises for adapter bugs.
+
+    Parameters
+    ----------
+    dataset : the dataset for this cell's seed, loaded with ``cell.input_scaling``.
+    make_adapter : builds a fresh, unfitted adapter.
+    metrics : object with ``evaluate``, ``evaluate_ood`` and ``curves``.
+    """
+    if not cell.applicable:
+        return CellOutcome("skipped", [], {}, reason=f"not applicable: {cell.reason}")
+    t0 = time.perf_counter()
+    stage = "make"
+    ctx: CellContext | None = None
+    try:
+        adapter = make_adapter()
+        ctx = CellContext(cell, cell.mode, dataset, adapter, n_samples, n_bootstrap, metrics)
+        for stage, step in steps if steps is not None else cell_steps():  # noqa: B007
+            step(ctx)
+    except Exception as exc:
+        row = make_row(cell.adapter, cell.dataset, cell.seed, stage, "", math.nan, status="failed", error=one_line(exc))
+        times = {} if ctx is None else ctx.times
+        times["cell_wall_seconds"] = time.perf_counter() - t0
+        return CellOutcome("failed", [row], {}, one_line(exc), stage, times, traceback.format_exc())
+    ctx.times["cell_wall_seconds"] = time.perf_counter() - t0
+    return CellOutcome("ok", ctx.rows, ctx.arrays, times=ctx.times)

@@ -1,0 +1,156 @@
+"""Wall time, CPU time and peak memory of a block of code.
+
+Memory is the **process resident set size** (RSS) read from ``/proc/self/statm`` by a
+background thread every few milliseconds, so it includes everything the process holds:
+numpy and torch allocations, caches, thread stacks. It is not ``tracemalloc`` (which sees
+only Python-level allocations and misses torch's allocator entirely). The reported peak
+is the increase over the RSS at the start of the block, in MB (10^6 bytes); memory freed
+and re-used inside the process does not count twice, and memory that the process already
+held before the block (e.g. a cached dataset) counts zero.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+_STATM = "/proc/self/statm"
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def current_rss_bytes() -> int | None:
+    """Resident set size of this process in bytes, or None where ``/proc`` is missing."""
+    try:
+        with open(_STATM, "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_BYTES
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class RSSSampler:
+    """Background thread recording the peak RSS of the process between start and stop.
+
+    Parameters
+    ----------
+    interval : seconds between readings (5 ms by default: short enough to catch a
+        transient allocation of a training step, cheap enough to be invisible in CPU time).
+    """
+
+    def __init__(self, *, interval: float = 0.005) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.baseline: int | None = None
+        self.peak: int | None = None
+
+    def _read(self) -> None:
+        rss = current_rss_bytes()
+        if rss is not None and (self.peak is None or rss > self.peak):
+            self.peak = rss
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._read()
+
+    def start(self) -> RSSSampler:
+        self.baseline = current_rss_bytes()
+        self.peak = self.baseline
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="uqbench-rss", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop sampling; return the peak increase over the baseline in MB (NaN without /proc)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._read()  # the final state counts too (covers blocks shorter than one interval)
+        if self.baseline is None or self.peak is None:
+            return math.nan
+        return max(self.peak - self.baseline, 0) / 1e6
+
+
+@dataclass
+class Measurement:
+    """What :func:`measure` found; filled in when the block exits (also on an exception)."""
+
+    wall_seconds: float = math.nan
+    cpu_seconds: float = math.nan  # process CPU time: all threads, user + system
+    peak_rss_mb: float = math.nan  # peak process-RSS increase over the start of the block
+
+
+@contextmanager
+def measure(*, rss_interval: float = 0.005) -> Iterator[Measurement]:
+    """Measure the enclosed block::
+
+        with measure() as m:
+            adapter.fit(X, y, seed=seed)
+        m.wall_seconds, m.cpu_seconds, m.peak_rss_mb
+    """
+    m = Measurement()
+    sampler = RSSSampler(interval=rss_interval).start()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        yield m
+    finally:
+        m.wall_seconds = time.perf_counter() - wall0
+        m.cpu_seconds = time.process_time() - cpu0
+        m.peak_rss_mb = sampler.stop()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run cells with one torch thread and one BLAS thread, restoring the settings after.
+
+    The networks benchmarked here are small: per-op overhead dominates, and on a shared
+    2-core machine two intra-op threads measured 3-10x *slower* than one (thread hand-off
+    and oversubscription). One thread also makes timings comparable across adapters.
+    """
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)
+
+
+def warm_up_frameworks() -> None:
+    """Pay the one-time lazy initialisation of already-imported frameworks, untimed.
+
+    torch defers much of its set-up (optimizer machinery, autograd and thread pools) to
+    the first training step, which costs seconds; without this the first adapter of a
+    run would be charged for it in ``fit_wall_seconds``. Runs a two-step Adam fit of a
+    tiny linear model inside a forked RNG, so no global random state changes. Does
+    nothing when torch has not been imported (no adapter uses it).
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            loss = model(torch.randn(4, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()

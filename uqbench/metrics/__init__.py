@@ -1,0 +1,83 @@
+"""Metrics of predictive samples: pure functions on numpy arrays.
+
+``evaluate`` / ``evaluate_ood`` compute every metric of one cell with a seeded bootstrap
+95% interval; ``curves`` gives the report's calibration arrays; ``METRICS`` names and
+defines everything they emit. Naming: ``*_score`` higher is better, ``*_error`` and
+``*_loss`` lower is better.
+"""
+
+from uqbench.metrics._bootstrap import MetricValue, bootstrap_interval
+from uqbench.metrics._classification import (
+    accuracy_score,
+    brier_loss,
+    categorical_nll_loss,
+    classwise_ece_error,
+    ece_error,
+    mce_error,
+    reliability_curve,
+)
+from uqbench.metrics._evaluate import curves, evaluate, evaluate_ood, ood_scores
+from uqbench.metrics._ood import aupr_score, auroc_score, epistemic_ratio, fpr_at_tpr_error
+from uqbench.metrics._registry import METRICS, MetricSpec
+from uqbench.metrics._regression import (
+    COVERAGE_LEVELS,
+    calibration_error,
+    coverage_curve,
+    crps_loss,
+    gaussian_nll_loss,
+    interval_coverage,
+    interval_width,
+    miscalibration_area,
+    mixture_cdf,
+    mixture_nll_loss,
+    mixture_quantile,
+    picp,
+    rmse_error,
+    sharpness,
+)
+from uqbench.metrics._uncertainty import (
+    classification_ood_scores,
+    classification_uncertainty,
+    regression_ood_scores,
+    regression_uncertainty,
+)
+
+__all__ = [
+    "COVERAGE_LEVELS",
+    "METRICS",
+    "MetricSpec",
+    "MetricValue",
+    "accuracy_score",
+    "aupr_score",
+    "auroc_score",
+    "bootstrap_interval",
+    "brier_loss",
+    "calibration_error",
+    "categorical_nll_loss",
+    "classification_ood_scores",
+    "classification_uncertainty",
+    "classwise_ece_error",
+    "coverage_curve",
+    "crps_loss",
+    "curves",
+    "ece_error",
+    "epistemic_ratio",
+    "evaluate",
+    "evaluate_ood",
+    "fpr_at_tpr_error",
+    "gaussian_nll_loss",
+    "interval_coverage",
+    "interval_width",
+    "mce_error",
+    "miscalibration_area",
+    "mixture_cdf",
+    "mixture_nll_loss",
+    "mixture_quantile",
+    "ood_scores",
+    "picp",
+    "regression_ood_scores",
+    "regression_uncertainty",
+    "reliability_curve",
+    "rmse_error",
+    "sharpness",
+]

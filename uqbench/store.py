@@ -1,0 +1,335 @@
+"""Reading and writing a run directory.
+
+Layout::
+
+    RUN_DIR/
+      run.json                                  configuration + environment + sessions
+      results.csv                               tidy table, appended cell by cell
+      cells/<adapter>__<dataset>__<seed>.json   cell status; written last = completion marker
+      arrays/<adapter>__<dataset>__<seed>.npz   arrays for the report (no pickles)
+      summary.txt                               the terminal summary, as text
+
+``results.csv`` has one row per measurement (columns :data:`COLUMNS`). A failed cell has
+exactly one row: ``status="failed"``, ``split`` naming the step that failed (``make``,
+``load``, ``fit``, ``sample``, ``metrics``, ``arrays`` or an optional step), ``metric`` ""
+and the one-line reason in ``error``. Skipped (not applicable) cells have no rows.
+
+Every record carries ``schema_version``; readers refuse versions they do not know
+(:class:`SchemaVersionError`) instead of guessing. JSON files and ``.npz`` archives are
+written to a temporary name and renamed, so a crash never leaves half a file under the
+real name; ``results.csv`` is appended with a flush and fsync per cell, and rows of cells
+without a cell file are dropped when the run is resumed (:func:`keep_rows_of`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from uqbench.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+
+COLUMNS = (
+    "schema_version",
+    "adapter",
+    "dataset",
+    "seed",
+    "split",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "status",
+    "error",
+)
+_FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
+
+RUN_JSON = "run.json"
+RESULTS_CSV = "results.csv"
+CELLS_DIR = "cells"
+ARRAYS_DIR = "arrays"
+SUMMARY_TXT = "summary.txt"
+
+
+class SchemaVersionError(UserError):
+    """A stored record has a schema version this uqbench cannot read."""
+
+
+class NotARunDirError(UserError):
+    """A path is not a uqbench run directory."""
+
+
+def _check_version(version: Any, what: str) -> None:
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{what} has schema version {version!r}, but this uqbench reads only version "
+            f"{SCHEMA_VERSION}; use the uqbench version that wrote it, or re-run"
+        )
+
+
+def cell_key(adapter: str, dataset: str, seed: int) -> str:
+    """File stem of a cell's records: ``<adapter>__<dataset>__<seed>``."""
+    return f"{adapter}__{dataset}__{int(seed)}"
+
+
+# -- run directory -----------------------------------------------------------------------
+
+
+def new_run_dir(parent: str | os.PathLike[str], suite: str, *, now: datetime | None = None) -> Path:
+    """Create and return ``parent/run-<YYYYmmdd-HHMMSS>-<suite>`` (suffixed if taken)."""
+    now = now or datetime.now()
+    parent = Path(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {parent}: {exc.strerror or exc}") from exc
+    stem = f"run-{now:%Y%m%d-%H%M%S}-{suite}"
+    for attempt in range(1, 1000):
+        path = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / CELLS_DIR).mkdir()
+        (path / ARRAYS_DIR).mkdir()
+        return path
+    raise UserError(f"cannot find a free run directory name {stem}-N under {parent}")
+
+
+def require_run_dir(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it holds a ``run.json``, else a one-line :class:`NotARunDirError`."""
+    path = Path(path)
+    if not (path / RUN_JSON).is_file():
+        what = "does not exist" if not path.exists() else f"has no {RUN_JSON}"
+        raise NotARunDirError(f"{path} is not a uqbench run directory ({what})")
+    return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, record: Mapping[str, Any]) -> None:
+    """Write ``record`` (with ``schema_version`` first) atomically as JSON."""
+    data = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in record.items() if k != "schema_version"}}
+    _write_atomic(path, (json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n").encode())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a uqbench record (expected a JSON object)")
+    _check_version(data.get("schema_version"), str(path))
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, non-finite floats to None, tuples to lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def write_run_json(run_dir: Path, record: Mapping[str, Any]) -> None:
+    write_json(Path(run_dir) / RUN_JSON, record)
+
+
+def read_run_json(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    return read_json(require_run_dir(run_dir) / RUN_JSON)
+
+
+# -- results table -----------------------------------------------------------------------
+
+
+def make_row(
+    adapter: str,
+    dataset: str,
+    seed: int,
+    split: str,
+    metric: str,
+    value: float,
+    ci_low: float = math.nan,
+    ci_high: float = math.nan,
+    *,
+    status: str = "ok",
+    error: str = "",
+) -> dict[str, Any]:
+    """One row of the results table, columns in :data:`COLUMNS` order."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "adapter": adapter,
+        "dataset": dataset,
+        "seed": int(seed),
+        "split": split,
+        "metric": metric,
+        "value": float(value),
+        "ci_low": float(ci_low),
+        "ci_high": float(ci_high),
+        "status": status,
+        "error": error,
+    }
+
+
+def _format(value: Any) -> str:
+    # repr of a float round-trips exactly; "nan"/"inf" are read back by pandas.
+    return repr(float(value)) if isinstance(value, float | np.floating) else str(value)
+
+
+def append_rows(run_dir: Path, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Append ``rows`` to ``results.csv`` (header first if new), flushed to disk."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    n = 0
+    for row in rows:
+        writer.writerow([_format(row[c]) for c in COLUMNS])
+        n += 1
+    path = Path(run_dir) / RESULTS_CSV
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        if new:
+            f.write(",".join(COLUMNS) + "\n")
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    return n
+
+
+def keep_rows_of(run_dir: Path, keys: set[str]) -> int:
+    """Rewrite ``results.csv`` keeping only rows of the cells in ``keys``; return rows dropped.
+
+    Used before resuming: rows of a cell whose cell file is missing (crash between the
+    rows and the marker, or a line cut short by a kill) are dropped and redone.
+    """
+    path = Path(run_dir) / RESULTS_CSV
+    if not path.exists():
+        return 0
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    header, body = rows[0], rows[1:]
+    if tuple(header) != COLUMNS:
+        raise SchemaVersionError(f"{path}: unexpected header {header}; expected {list(COLUMNS)}")
+    i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
+    kept = [r for r in body if len(r) == len(COLUMNS) and cell_key(r[i_ad], r[i_ds], int(r[i_seed])) in keys]
+    if len(kept) == len(body):
+        return 0
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(kept)
+    _write_atomic(path, buf.getvalue().encode("utf-8"))
+    return len(body) - len(kept)
+
+
+def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """The results table of a run as a DataFrame with columns :data:`COLUMNS`.
+
+    ``seed`` and ``schema_version`` are ints, ``value``/``ci_low``/``ci_high`` floats
+    (NaN where undefined or no interval), the rest strings (``error`` is "" when ok).
+
+    Raises
+    ------
+    SchemaVersionError
+        ``run.json`` or any row has a schema version other than :data:`SCHEMA_VERSION`.
+    NotARunDirError
+        ``run_dir`` is not a run directory.
+    """
+    import pandas as pd
+
+    run_dir = require_run_dir(run_dir)
+    read_run_json(run_dir)  # refuses an unknown run version before looking at rows
+    path = run_dir / RESULTS_CSV
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
+    na = ["nan", "NaN", ""]
+    df = pd.read_csv(
+        path,
+        dtype={c: str for c in COLUMNS if c not in _FLOAT_COLUMNS},
+        keep_default_na=False,
+        na_values={c: na for c in _FLOAT_COLUMNS},
+    )
+    if tuple(df.columns) != COLUMNS:
+        raise SchemaVersionError(f"{path}: unexpected columns {list(df.columns)}; expected {list(COLUMNS)}")
+    bad = sorted(set(df["schema_version"]) - {str(SCHEMA_VERSION)})
+    if bad:
+        _check_version(bad[0], f"{path} (rows)")
+    df["schema_version"] = df["schema_version"].astype("int64")
+    df["seed"] = df["seed"].astype("int64")
+    for c in _FLOAT_COLUMNS:
+        df[c] = df[c].astype("float64")
+    return df
+
+
+def _dtype(column: str) -> str:
+    if column in ("schema_version", "seed"):
+        return "int64"
+    return "float64" if column in _FLOAT_COLUMNS else "object"
+
+
+# -- cells and arrays --------------------------------------------------------------------
+
+
+def write_cell(run_dir: Path, key: str, record: Mapping[str, Any]) -> None:
+    """Write the cell file; call only after the cell's rows and arrays are on disk."""
+    write_json(Path(run_dir) / CELLS_DIR / f"{key}.json", record)
+
+
+def read_cells(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Cell key -> cell record for every finished cell."""
+    directory = Path(run_dir) / CELLS_DIR
+    if not directory.is_dir():
+        return {}
+    return {p.stem: read_json(p) for p in sorted(directory.glob("*.json"))}
+
+
+def write_arrays(run_dir: Path, key: str, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Save ``arrays`` as ``arrays/<key>.npz`` (compressed, no object arrays)."""
+    for name, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise ValueError(f"array {name!r} has dtype object; the report store holds no pickles")
+    path = Path(run_dir) / ARRAYS_DIR / f"{key}.npz"
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    _write_atomic(path, buf.getvalue())
+    return path
+
+
+def load_arrays(run_dir: str | os.PathLike[str], key: str) -> dict[str, np.ndarray]:
+    """The arrays of cell ``key`` (empty dict if the cell saved none)."""
+    path = Path(run_dir) / ARRAYS_DIR / f"{key}.npz"
+    if not path.exists():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
