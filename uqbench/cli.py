@@ -73,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", metavar="D", help="data directory (default: $UQBENCH_DATA)")
     run.add_argument("--out", metavar="DIR", help=f"parent of the new run directory (default: {DEFAULT_OUT})")
     run.add_argument("--resume", metavar="DIR", help="finish the run in DIR: redo only its unfinished cells")
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="run cells in N worker processes (default 1; timings are cleanest with 1)",
+    )
+    run.add_argument(
+        "--probe",
+        action="store_true",
+        default=None,
+        help="also measure the gradient variance of the training loss at batch sizes 32/128/512",
+    )
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list adapters, datasets, metrics and suites")
@@ -100,6 +112,8 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
         changes["seeds"] = tuple(range(args.seeds))
     if args.samples:
         changes["n_samples"] = args.samples
+    if args.probe and "probe" not in suite.steps:
+        changes["steps"] = (*suite.steps, "probe")
     return suite.replace(**changes) if changes else suite
 
 
@@ -112,7 +126,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     if args.resume:
         conflicting = [
             f"--{name.replace('_', '-')}"
-            for name in ("suite", "adapters", "datasets", "seeds", "samples", "out")
+            for name in ("suite", "adapters", "datasets", "seeds", "samples", "out", "probe")
             if getattr(args, name) is not None
         ]
         if conflicting:
@@ -136,7 +150,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     print(f"{verb} {run_dir}", flush=True)
     progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
     try:
-        result = runner.execute(run, progress=progress, argv=argv)
+        result = runner.execute(run, progress=progress, argv=argv, jobs=args.jobs or 1)
     except UserError as exc:  # e.g. a data file that cannot be read, found mid-run
         raise UserError(f"{exc} (fix it, then: uqbench run --resume {run_dir})") from exc
     except KeyboardInterrupt:

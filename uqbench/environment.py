@@ -62,11 +62,14 @@ def cpu_model() -> str:
 
 
 def torch_threads() -> dict[str, int | None]:
-    """torch's intra- and inter-op thread counts; None when no adapter imported torch."""
+    """torch's thread counts *while cells run* (the harness pins intra-op and BLAS to
+    ``CELL_THREADS``); None when no adapter imported torch."""
+    from uqbench.harness.timing import CELL_THREADS
+
     torch = sys.modules.get("torch")
     if torch is None:
         return {"intra_op": None, "inter_op": None}
-    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+    return {"intra_op": CELL_THREADS, "inter_op": torch.get_num_interop_threads()}
 
 
 def capture_environment(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -34,6 +34,13 @@ KEY_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("test", "calibration_error", "cal. error"),
         ("ood:*", "epistemic_ratio", "epi. ratio {ood}"),
     ),
+    "reconstruction": (
+        ("test", "elbo_score", "ELBO"),
+        ("test", "log_px_iwae_score", "log p(x) IWAE"),
+        ("test", "latent_knn_accuracy_score", "latent k-NN acc."),
+        ("ood:*", "auroc_neg_elbo", "AUROC -ELBO {ood}"),
+        ("ood:*", "epistemic_ratio", "epi. ratio {ood}"),
+    ),
 }
 FIT_COLUMN = ("fit", "fit_wall_seconds", "fit s")
 
@@ -66,17 +73,23 @@ def dataset_table(
     cells: Mapping[str, Mapping[str, Any]],
     dataset: str,
     *,
+    mode: str | None = None,
     adapters: Sequence[str] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows (strings) of the summary table of ``dataset``.
 
-    Rows cover the adapters with at least one applicable cell on ``dataset``; the
-    ``seeds ok`` column counts successful seeds out of those run.
+    Rows cover the adapters with at least one applicable cell on ``dataset`` run as task
+    ``mode`` (default: the dataset's task; autoencoders run image datasets as
+    "reconstruction" and get their own table); ``seeds ok`` counts successful seeds.
     """
     records = [r for r in cells.values() if r["dataset"] == dataset and r["status"] != "skipped"]
-    task = next((r["task"] for r in records), None)
-    spec = KEY_METRICS.get(task or "", ())
-    df = results[(results["dataset"] == dataset) & (results["status"] == "ok")]
+    mode = mode or next((r["task"] for r in records), None)
+    records = [r for r in records if r.get("mode", r["task"]) == mode]
+    spec = KEY_METRICS.get(mode or "", ())
+    names = {r["adapter"] for r in records}
+    df = results[
+        (results["dataset"] == dataset) & (results["status"] == "ok") & results["adapter"].isin(names)
+    ]
     ood_splits = sorted(s for s in df["split"].unique() if s.startswith("ood:"))
     columns: list[tuple[str, str, str]] = []
     for split, metric, header in spec:
@@ -128,21 +141,18 @@ def renderables(
     adapters: Sequence[str] | None = None,
 ) -> list[RenderableType]:
     """The summary as rich renderables: tables, then failures and not-applicable cells."""
-    from rich.table import Table
     from rich.text import Text
 
     out: list[RenderableType] = []
+    applicable = [r for r in cells.values() if r["status"] != "skipped"]
     for dataset in _ordered([r["dataset"] for r in cells.values()], datasets):
-        header, rows = dataset_table(results, cells, dataset, adapters=adapters)
-        if not rows:
-            continue
-        task = next(r["task"] for r in cells.values() if r["dataset"] == dataset)
-        table = Table(title=f"{dataset} ({task}): mean ± std over seeds", title_justify="left")
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
-        for row in rows:
-            table.add_row(*row)
-        out.append(table)
+        mine = [r for r in applicable if r["dataset"] == dataset]
+        # The dataset's own task first, then other ways of using it (autoencoders).
+        modes = sorted(dict.fromkeys(r.get("mode", r["task"]) for r in mine), key=lambda m: m != mine[0]["task"])
+        for mode in modes:
+            header, rows = dataset_table(results, cells, dataset, mode=mode, adapters=adapters)
+            if rows:
+                out.append(_table(f"{dataset} ({mode}): mean ± std over seeds", header, rows))
     na = not_applicable_lines(cells)
     if na:
         out.append(Text("not applicable (not run, not failures):\n" + "\n".join(f"  {line}" for line in na)))
@@ -153,6 +163,17 @@ def renderables(
     else:
         out.append(Text("no failed cells", style="green"))
     return out
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def print_summary(console: Console, results: pd.DataFrame, cells: Mapping[str, Mapping[str, Any]], **kwargs: Any) -> None:

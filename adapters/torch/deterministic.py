@@ -46,3 +46,13 @@ class DeterministicAdapter(TorchAdapter):
 
     def _regression_head(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return out, self.model_.noise().expand_as(out)
+
+    # -- gradient-variance probe (uqbench.harness.probe) --------------------------------
+    def training_loss(self, xb: torch.Tensor, yb: torch.Tensor, n_train: int) -> torch.Tensor:
+        """The loss ``fit`` minimises, on one minibatch (noise-free)."""
+        return self._loss(xb, yb, n_train)
+
+    def probe_parameters(self) -> dict[str, torch.Tensor]:
+        """Weights ``[out, in]`` of the first and last linear layer."""
+        linears = [m for m in self.model_.body if isinstance(m, nn.Linear)]
+        return {"first": linears[0].weight, "last": linears[-1].weight}

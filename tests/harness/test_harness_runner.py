@@ -183,9 +183,9 @@ def test_reconstruction_adapter_runs_on_images_only(tmp_path, catalog, tiny_suit
     assert "not applicable" in cells["recon__toy-reg__0"]["reason"]
     rec = cells["recon__toy-cls__0"]
     # The dummy adapter checks it got y=None and inputs in [0, 1]; the dummy metrics do not
-    # know reconstruction yet, and that is reported as the cell's failure.
+    # take the inputs reconstruction metrics need (X=), and that is the cell's failure.
     assert rec["mode"] == "reconstruction" and rec["stage"] == "metrics"
-    assert rec["reason"].startswith("NotImplementedError")
+    assert rec["reason"].startswith("TypeError") and "'X'" in rec["reason"]
     assert result.exit_code == 1
 
 

@@ -19,6 +19,13 @@ Any exception in a step marks the cell failed with a one-line reason (exception 
 message) and the step it happened in; rows of a failed cell are discarded and replaced by
 one ``status="failed"`` row. ``KeyboardInterrupt`` is not caught: the run stops and the
 cell is redone on resume.
+
+Reconstruction cells (autoencoders on image data) differ in three ways: they draw at
+least ``RECONSTRUCTION_MIN_DRAWS`` samples per split whatever the suite's ``n_samples``;
+the metrics also get the inputs (``evaluate(..., X=)``, ``evaluate_ood(..., X_in=,
+X_ood=)``; the targets are the class labels); and ``arrays`` also saves the ``latent/*``
+arrays of the report's latent-variable figures and, when the adapter has ``generate``,
+its decoded images under ``generate/<name>``.
 """
 
 from __future__ import annotations
@@ -49,11 +56,22 @@ _CONTAINERS = {
     "reconstruction": ReconstructionSamples,
 }
 N_GRID_DRAWS = 10  # draws of the toy-data grid kept for the report figure
+# Autoencoders' importance-weighted log p(x) (log_px_iwae_score) uses the S draws as its
+# k importance samples and is NaN below k = 100, where the bound is visibly looser; so
+# reconstruction cells draw max(n_samples, 100) samples per split.
+RECONSTRUCTION_MIN_DRAWS = 100
+N_RECON_EXAMPLES = 8  # test images whose reconstructions the report shows
+N_INTERPOLATION_PAIRS = 4  # pairs of those images handed to the adapter's generate()
 _PROB_ATOL = 1e-4
 
 
 class InvalidSamplesError(ValueError):
     """An adapter returned samples of the wrong type, shape or with non-finite values."""
+
+
+def draws_for(mode: str | None, n_samples: int) -> int:
+    """Predictive draws S per split of a cell running as ``mode``: reconstruction at least 100."""
+    return max(n_samples, RECONSTRUCTION_MIN_DRAWS) if mode == "reconstruction" else n_samples
 
 
 def derive_seed(seed: int, name: str) -> int:
@@ -79,6 +97,7 @@ class CellContext:
 
     Attributes
     ----------
+    n_samples : the draws S per split (see :func:`draws_for`).
     samples, targets, inputs : split -> samples (original target units), targets
         (original units; labels for classification and reconstruction; None when the
         split has none) and inputs, for ``"test"`` and each ``"ood:<name>"``.
@@ -157,8 +176,9 @@ def check_samples(
         arrays = {"probs": samples.probs}
     else:
         arrays = {"recon": samples.recon, "latent": samples.latent}
-        if samples.latent_mean is not None:
-            arrays["latent_mean"] = samples.latent_mean
+        for name in ("latent_mean", "latent_scale", "recon_scale"):
+            if getattr(samples, name) is not None:
+                arrays[name] = getattr(samples, name)
     n = X.shape[0]
     for name, a in arrays.items():
         if a.shape[:2] != (n_samples, n):
@@ -182,16 +202,24 @@ def check_samples(
         worst = float(np.max(np.abs(p.sum(axis=-1) - 1.0))) if p.size else 0.0
         if worst > _PROB_ATOL:
             raise InvalidSamplesError(f"{split}: probs do not sum to 1 (off by up to {worst:.3g})")
-    elif samples.recon.shape[2] != X.shape[1]:
-        raise InvalidSamplesError(f"{split}: recon has D={samples.recon.shape[2]}, inputs have {X.shape[1]}")
+    else:
+        if samples.recon.shape[2] != X.shape[1]:
+            raise InvalidSamplesError(f"{split}: recon has D={samples.recon.shape[2]}, inputs have {X.shape[1]}")
+        # The container checks that latent_* match latent and recon_scale matches recon.
+        for name in ("latent_scale", "recon_scale"):
+            scale = getattr(samples, name)
+            if scale is not None and np.any(scale < 0):
+                raise InvalidSamplesError(f"{split}: {name} has negative values")
 
 
-def point_scores(samples: Any) -> dict[str, np.ndarray]:
+def point_scores(samples: Any, *, X: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-point uncertainty scores ``[N]``: epistemic, total, aleatoric.
 
-    Classification uses the entropy decomposition (mutual information, predictive
-    entropy, expected entropy, in nats); regression the variance decomposition summed over
-    outputs; reconstruction the encoder's epistemic variance only.
+    The fallback for metrics objects without ``ood_scores``. Classification uses the
+    entropy decomposition (mutual information, predictive entropy, expected entropy, in
+    nats); regression the variance decomposition summed over outputs; reconstruction the
+    encoder's epistemic variance and the latent draws' variance (``X`` is accepted for
+    the signature of ``uqbench.metrics.ood_scores``; the negative ELBO needs the metrics).
     """
     if isinstance(samples, ClassificationSamples):
         return {
@@ -205,7 +233,7 @@ def point_scores(samples: Any) -> dict[str, np.ndarray]:
             "total": samples.total_variance().sum(axis=-1),
             "aleatoric": samples.aleatoric_variance().sum(axis=-1),
         }
-    return {"epistemic": samples.epistemic_variance()}
+    return {"epistemic": samples.epistemic_variance(), "latent_variance": samples.latent_variance()}
 
 
 # -- core steps --------------------------------------------------------------------------
@@ -248,22 +276,35 @@ def sample_step(ctx: CellContext) -> None:
     ctx.times["sample_seconds_per_draw"] = per_draw
 
 
+def _inputs(ctx: CellContext, split: str, name: str = "X") -> dict[str, np.ndarray]:
+    """``{name: inputs of split}`` for reconstruction (its metrics score against the inputs), else {}."""
+    return {name: ctx.inputs[split]} if ctx.mode == "reconstruction" else {}
+
+
 def metrics_step(ctx: CellContext) -> None:
     m, nb = ctx.metrics, ctx.n_bootstrap
     test = ctx.samples["test"]
-    for v in m.evaluate(test, ctx.targets["test"], seed=ctx.seed("bootstrap:test"), n_bootstrap=nb):
+    values = m.evaluate(test, ctx.targets["test"], seed=ctx.seed("bootstrap:test"), n_bootstrap=nb, **_inputs(ctx, "test"))
+    for v in values:
         ctx.add("test", v.name, v.value, v.ci_low, v.ci_high)
     for split in ctx.samples:
         if split == "test":
             continue
-        values = list(m.evaluate_ood(test, ctx.samples[split], seed=ctx.seed(f"bootstrap:{split}"), n_bootstrap=nb))
+        inputs = {**_inputs(ctx, "test", "X_in"), **_inputs(ctx, split, "X_ood")}
+        values = list(
+            m.evaluate_ood(test, ctx.samples[split], seed=ctx.seed(f"bootstrap:{split}"), n_bootstrap=nb, **inputs)
+        )
         if ctx.targets[split] is not None:
             # Labelled OOD sets (e.g. shifted images): also how well the model does there.
             seen = {v.name for v in values}
             values += [
                 v
                 for v in m.evaluate(
-                    ctx.samples[split], ctx.targets[split], seed=ctx.seed(f"bootstrap:{split}:labels"), n_bootstrap=nb
+                    ctx.samples[split],
+                    ctx.targets[split],
+                    seed=ctx.seed(f"bootstrap:{split}:labels"),
+                    n_bootstrap=nb,
+                    **_inputs(ctx, split),
                 )
                 if v.name not in seen
             ]
@@ -272,7 +313,8 @@ def metrics_step(ctx: CellContext) -> None:
 
 
 def arrays_step(ctx: CellContext) -> None:
-    """Curves, per-point scores per split and, for toy data, the grid predictions."""
+    """Curves, per-point scores per split and, for toy data, the grid predictions;
+    for reconstruction the latent-variable arrays (:func:`latent_arrays`)."""
     a = ctx.arrays
     for name, value in ctx.metrics.curves(ctx.samples["test"], ctx.targets["test"]).items():
         a[f"curves/{name}"] = np.asarray(value)
@@ -280,8 +322,10 @@ def arrays_step(ctx: CellContext) -> None:
     # what the AUROCs ranked.
     scores_fn = getattr(ctx.metrics, "ood_scores", None) or point_scores
     for split, samples in ctx.samples.items():
-        for kind, score in scores_fn(samples).items():
+        for kind, score in scores_fn(samples, **_inputs(ctx, split)).items():
             a[f"scores/{split}/{kind}"] = np.asarray(score, dtype=np.float64)
+    if ctx.mode == "reconstruction":
+        latent_arrays(ctx)
     ds = ctx.dataset
     if ds.plot_grid is None or ctx.mode != "regression":
         return
@@ -303,6 +347,61 @@ def arrays_step(ctx: CellContext) -> None:
     a["regions/bounds"] = np.array([ds.regions[n] for n in names], dtype=np.float64).reshape(-1, 2)
 
 
+def _example_index(labels: np.ndarray | None, n: int, m: int) -> np.ndarray:
+    """Up to ``m`` test points to show: the first of each class, then the next in order."""
+    if labels is None:
+        return np.arange(min(m, n))
+    _, first = np.unique(labels, return_index=True)
+    first = np.sort(first)[:m]
+    rest = np.setdiff1d(np.arange(n), first)[: m - len(first)]
+    return np.sort(np.concatenate([first, rest]))
+
+
+def latent_arrays(ctx: CellContext) -> None:
+    """The latent-variable arrays of a reconstruction cell (keys read by the report).
+
+    - ``latent/mean`` ``[N, K]``: each test input's latent code, the encoder mean (the
+      latent draws when the adapter gives no means) averaged over draws; ``latent/labels``
+      ``[N]`` their classes;
+    - ``latent/inputs``, ``latent/recon_mean``, ``latent/recon_std`` ``[M, D]``: up to
+      ``N_RECON_EXAMPLES`` test images (one per class first), their reconstruction's mean
+      and per-pixel population standard deviation over draws; ``latent/recon_labels`` ``[M]``;
+    - ``latent/image_shape`` ``[2]``: the dataset's ``(H, W)``;
+    - with an adapter ``generate(*, seed, X_interp)``: each returned array as
+      ``generate/<name>``, called with seed ``"generate"`` and the first
+      ``2 * N_INTERPOLATION_PAIRS`` of those images as interpolation endpoints; its
+      ``manifold`` ``[R, C, D]`` also as ``latent/manifold``.
+    """
+    s, X, labels = ctx.samples["test"], ctx.inputs["test"], ctx.targets["test"]
+    a = ctx.arrays
+    z = s.latent if s.latent_mean is None else s.latent_mean
+    a["latent/mean"] = np.asarray(z, dtype=np.float64).mean(axis=0)
+    idx = _example_index(labels, X.shape[0], N_RECON_EXAMPLES)
+    recon = np.asarray(s.recon[:, idx], dtype=np.float64)
+    a["latent/inputs"] = np.asarray(X[idx], dtype=np.float64)
+    a["latent/recon_mean"] = recon.mean(axis=0)
+    a["latent/recon_std"] = recon.std(axis=0)
+    if labels is not None:
+        a["latent/labels"] = np.asarray(labels)
+        a["latent/recon_labels"] = np.asarray(labels)[idx]
+    image_shape = getattr(ctx.dataset, "image_shape", None)
+    if image_shape is not None:
+        a["latent/image_shape"] = np.asarray(image_shape, dtype=np.int64)
+    generate = getattr(ctx.adapter, "generate", None)
+    if not callable(generate):
+        return
+    pairs = idx[: 2 * min(N_INTERPOLATION_PAIRS, len(idx) // 2)]
+    out = generate(seed=ctx.seed("generate"), X_interp=X[pairs] if len(pairs) else None)
+    for name, value in out.items():
+        value = np.asarray(value)
+        if not (np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.bool_)):
+            raise InvalidSamplesError(f"generate: {name!r} has dtype {value.dtype}, expected numbers")
+        a[f"generate/{name}"] = value
+    manifold = out.get("manifold")
+    if manifold is not None and np.ndim(manifold) == 3 and np.shape(manifold)[2] == X.shape[1]:
+        a["latent/manifold"] = np.asarray(manifold, dtype=np.float64)
+
+
 CORE_STEPS: tuple[tuple[str, CellStep], ...] = (
     ("fit", fit_step),
     ("sample", sample_step),
@@ -310,9 +409,24 @@ CORE_STEPS: tuple[tuple[str, CellStep], ...] = (
 )
 FINAL_STEPS: tuple[tuple[str, CellStep], ...] = (("arrays", arrays_step),)
 
+def probe_step(ctx: CellContext) -> None:
+    """Gradient-variance probe (:mod:`uqbench.harness.probe`) on the training set.
+
+    Runs for adapters exposing ``training_loss`` and ``probe_parameters``; others get no
+    probe rows (not a failure: the probe needs a training loss to differentiate).
+    """
+    if not all(callable(getattr(ctx.adapter, m, None)) for m in ("training_loss", "probe_parameters")):
+        return
+    from uqbench.harness.probe import gradient_variance
+
+    ds = ctx.dataset
+    for name, value in gradient_variance(ctx.adapter, ds.X_train, ds.y_train, seed=ctx.seed("probe")):
+        ctx.add("probe", name, value)
+
+
 # Name -> step for steps a run switches on (Suite.steps). None reserves the name for a
 # step not written yet: suites may list it; it is skipped until it exists.
-OPTIONAL_STEPS: dict[str, CellStep | None] = {"probe": None}
+OPTIONAL_STEPS: dict[str, CellStep | None] = {"probe": probe_step}
 
 
 def cell_steps(optional: tuple[str, ...] = ()) -> list[tuple[str, CellStep]]:
@@ -359,7 +473,9 @@ def run_cell(
     ----------
     dataset : the dataset for this cell's seed, loaded with ``cell.input_scaling``.
     make_adapter : builds a fresh, unfitted adapter.
-    metrics : object with ``evaluate``, ``evaluate_ood`` and ``curves``.
+    metrics : object with ``evaluate``, ``evaluate_ood`` and ``curves`` (for reconstruction
+        cells they take the inputs as keywords, as :mod:`uqbench.metrics` does).
+    n_samples : the suite's draws per split (reconstruction cells: see :func:`draws_for`).
     """
     if not cell.applicable:
         return CellOutcome("skipped", [], {}, reason=f"not applicable: {cell.reason}")
@@ -368,7 +484,7 @@ def run_cell(
     ctx: CellContext | None = None
     try:
         adapter = make_adapter()
-        ctx = CellContext(cell, cell.mode, dataset, adapter, n_samples, n_bootstrap, metrics)
+        ctx = CellContext(cell, cell.mode, dataset, adapter, draws_for(cell.mode, n_samples), n_bootstrap, metrics)
         for stage, step in steps if steps is not None else cell_steps():  # noqa: B007
             step(ctx)
     except Exception as exc:

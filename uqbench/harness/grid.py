@@ -118,6 +118,11 @@ class Catalog:
         self._adapters = None if adapters is None else dict(adapters)
         self._datasets = None if datasets is None else dict(datasets)
         self._metrics = metrics
+        self._injected = any(x is not None for x in (adapters, datasets, metrics))
+
+    def is_default(self) -> bool:
+        """True when nothing was injected (a worker process can rebuild it as ``Catalog()``)."""
+        return not self._injected
 
     # -- adapters ------------------------------------------------------------------------
     def available_adapters(self) -> list[str]:

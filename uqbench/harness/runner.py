@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -217,22 +217,36 @@ def _run_one(cell: Cell, run: Run, cache: _DatasetCache, steps: list[Any]) -> Ce
     )
 
 
-def execute(run: Run, *, progress: ProgressHook | None = None, argv: Sequence[str] | None = None) -> RunResult:
+def execute(
+    run: Run,
+    *,
+    progress: ProgressHook | None = None,
+    argv: Sequence[str] | None = None,
+    jobs: int = 1,
+) -> RunResult:
     """Run every unfinished cell of ``run``; return all finished cells.
 
     Rows of unfinished cells left by an earlier session are dropped first. A
     ``KeyboardInterrupt`` (or any other escaping exception) is recorded in ``run.json``
     and re-raised; everything already written stays valid.
+
+    ``jobs > 1`` runs cells in that many worker processes (each single-threaded, as
+    cells always are); this process alone writes the run directory, cell by cell. Each
+    cell is still timed in its own process, but cells on neighbouring cores share memory
+    bandwidth: use ``jobs=1`` for the cleanest timings. Needs the default catalog (the
+    entry-point registry), which workers rebuild.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"jobs must be an integer >= 1, got {jobs!r}")
     progress = progress or NullProgress()
     run_dir, plan = run.run_dir, run.plan
     finished = store.read_cells(run_dir)
     store.keep_rows_of(run_dir, set(finished))
     todo = [c for c in plan.cells if c.key not in finished]
-    steps = cell_steps(tuple(s for s in plan.suite.steps if s in _steps_note(plan.suite)["enabled"]))
-    cache = _DatasetCache(run.catalog, plan.data_dir)
-    if any(c.applicable for c in todo):
-        warm_up_frameworks()
+    step_names = _enabled_steps(plan.suite)
+    jobs = min(jobs, max(1, sum(c.applicable for c in todo)))
+    if jobs > 1 and not run.catalog.is_default():
+        raise ValueError("jobs > 1 needs the default catalog (workers rebuild it from the registry)")
     session: dict[str, Any] = {
         "id": len(store.read_run_json(run_dir).get("sessions", [])),
         "started": _now(),
@@ -241,6 +255,7 @@ def execute(run: Run, *, progress: ProgressHook | None = None, argv: Sequence[st
         "command": list(sys.argv if argv is None else argv),
         "resumed": run.resumed,
         "cells_todo": len(todo),
+        "jobs": jobs,
         "status": "running",
     }
     _update_run_json(run_dir, session, "running")
@@ -248,33 +263,14 @@ def execute(run: Run, *, progress: ProgressHook | None = None, argv: Sequence[st
     status = "crashed"
     progress.start(len(plan.cells), len(plan.cells) - len(todo))
     try:
-        with one_thread():
-            for cell in todo:
-                progress.cell_started(cell)
-                started = _now()
-                outcome = _run_one(cell, run, cache, steps)
-                store.append_rows(run_dir, outcome.rows)
-                if outcome.arrays:
-                    store.write_arrays(run_dir, cell.key, outcome.arrays)
-                record = {
-                    "adapter": cell.adapter,
-                    "dataset": cell.dataset,
-                    "seed": cell.seed,
-                    "status": outcome.status,
-                    "reason": outcome.reason,
-                    "stage": outcome.stage,
-                    "mode": cell.mode,
-                    "task": run.catalog.dataset(cell.dataset).task,
-                    "n_rows": len(outcome.rows),
-                    "arrays": bool(outcome.arrays),
-                    "times": outcome.times,
-                    "started": started,
-                    "ended": _now(),
-                    "traceback": outcome.traceback,
-                }
-                store.write_cell(run_dir, cell.key, record)
-                finished[cell.key] = record
-                progress.cell_finished(cell, record)
+        if jobs == 1:
+            outcomes = _run_here(run, todo, step_names, progress)
+        else:
+            outcomes = _run_in_workers(run, todo, step_names, progress, jobs)
+        for cell, outcome, started, ended in outcomes:
+            record = _write_cell(run, cell, outcome, started, ended)
+            finished[cell.key] = record
+            progress.cell_finished(cell, record)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -289,11 +285,115 @@ def execute(run: Run, *, progress: ProgressHook | None = None, argv: Sequence[st
     return RunResult(run_dir, store.read_cells(run_dir), status)
 
 
+def _enabled_steps(suite: Suite) -> tuple[str, ...]:
+    return tuple(s for s in suite.steps if s in _steps_note(suite)["enabled"])
+
+
+_Done = tuple[Cell, CellOutcome, str, str]
+
+
+def _run_here(run: Run, todo: list[Cell], step_names: tuple[str, ...], progress: ProgressHook) -> Iterator[_Done]:
+    """Cells one after another in this process (a generator: each is written before the next runs)."""
+    steps = cell_steps(step_names)
+    cache = _DatasetCache(run.catalog, run.plan.data_dir)
+    if any(c.applicable for c in todo):
+        warm_up_frameworks()
+    with one_thread():
+        for cell in todo:
+            progress.cell_started(cell)
+            started = _now()
+            outcome = _run_one(cell, run, cache, steps)
+            yield cell, outcome, started, _now()
+
+
+def _run_in_workers(
+    run: Run, todo: list[Cell], step_names: tuple[str, ...], progress: ProgressHook, jobs: int
+) -> Iterator[_Done]:
+    """Cells in ``jobs`` spawned worker processes, yielded in the order they finish."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch
+    init = (run.run_dir, run.plan, step_names)
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=init) as pool:
+        pending = {}
+        queue = list(todo)
+        try:
+            while queue or pending:
+                while queue and len(pending) < jobs:
+                    cell = queue.pop(0)
+                    progress.cell_started(cell)
+                    pending[pool.submit(_worker_run, cell)] = cell
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cell = pending.pop(future)
+                    outcome, started, ended = future.result()
+                    yield cell, outcome, started, ended
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(run_dir: Path, plan: Plan, step_names: tuple[str, ...]) -> None:
+    import signal
+
+    from threadpoolctl import threadpool_limits
+
+    from uqbench.harness.timing import CELL_THREADS
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    run = Run(Path(run_dir), plan, Catalog(), resumed=False)
+    _WORKER.update(run=run, steps=cell_steps(step_names), cache=_DatasetCache(run.catalog, plan.data_dir))
+    # Load every adapter module now (imports torch), then set threads and warm up.
+    for name in plan.suite.adapters or ():
+        run.catalog.adapter_tasks(name)
+    _WORKER["limits"] = threadpool_limits(limits=CELL_THREADS)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(CELL_THREADS)
+    warm_up_frameworks()
+
+
+def _worker_run(cell: Cell) -> tuple[CellOutcome, str, str]:
+    started = _now()
+    outcome = _run_one(cell, _WORKER["run"], _WORKER["cache"], _WORKER["steps"])
+    return outcome, started, _now()
+
+
+def _write_cell(run: Run, cell: Cell, outcome: CellOutcome, started: str, ended: str) -> dict[str, Any]:
+    """Append the cell's rows and arrays, then its json (the completion marker, last)."""
+    store.append_rows(run.run_dir, outcome.rows)
+    if outcome.arrays:
+        store.write_arrays(run.run_dir, cell.key, outcome.arrays)
+    record = {
+        "adapter": cell.adapter,
+        "dataset": cell.dataset,
+        "seed": cell.seed,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "stage": outcome.stage,
+        "mode": cell.mode,
+        "task": run.catalog.dataset(cell.dataset).task,
+        "n_rows": len(outcome.rows),
+        "arrays": bool(outcome.arrays),
+        "times": outcome.times,
+        "started": started,
+        "ended": ended,
+        "traceback": outcome.traceback,
+    }
+    store.write_cell(run.run_dir, cell.key, record)
+    return record
+
+
 def run_suite(suite: Suite, **kwargs: Any) -> RunResult:
     """``execute(prepare(suite, ...))``; ``progress`` goes to :func:`execute`."""
     progress = kwargs.pop("progress", None)
+    jobs = kwargs.pop("jobs", 1)
     run = prepare(suite, **kwargs)
-    return execute(run, progress=progress, argv=kwargs.get("argv"))
+    return execute(run, progress=progress, argv=kwargs.get("argv"), jobs=jobs)
 
 
 # -- progress displays -------------------------------------------------------------------

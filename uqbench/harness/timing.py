@@ -32,8 +32,33 @@ def current_rss_bytes() -> int | None:
         return None
 
 
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process, where Linux allows it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_bytes() -> int | None:
+    """VmHWM: the kernel's exact peak RSS since the last reset; None where unavailable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class RSSSampler:
-    """Background thread recording the peak RSS of the process between start and stop.
+    """Peak RSS of the process between start and stop.
+
+    Exact where Linux lets a process reset its peak-RSS mark (``/proc/self/clear_refs``,
+    then ``VmHWM``); a background thread sampling RSS covers other systems and is kept as
+    a floor (a busy machine can starve the thread, so it alone may miss short peaks).
 
     Parameters
     ----------
@@ -60,6 +85,7 @@ class RSSSampler:
             self._read()
 
     def start(self) -> RSSSampler:
+        _reset_peak_rss()
         self.baseline = current_rss_bytes()
         self.peak = self.baseline
         self._stop.clear()
@@ -74,6 +100,9 @@ class RSSSampler:
             self._thread.join()
             self._thread = None
         self._read()  # the final state counts too (covers blocks shorter than one interval)
+        hwm = _peak_rss_bytes()
+        if hwm is not None and self.peak is not None:
+            self.peak = max(self.peak, hwm)
         if self.baseline is None or self.peak is None:
             return math.nan
         return max(self.peak - self.baseline, 0) / 1e6
@@ -107,6 +136,9 @@ def measure(*, rss_interval: float = 0.005) -> Iterator[Measurement]:
         m.peak_rss_mb = sampler.stop()
 
 
+CELL_THREADS = 1
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
     """Run cells with one torch thread and one BLAS thread, restoring the settings after.
@@ -122,9 +154,9 @@ def one_thread() -> Iterator[None]:
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
     if torch is not None:
-        torch.set_num_threads(1)
+        torch.set_num_threads(CELL_THREADS)
     try:
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=CELL_THREADS):
             yield
     finally:
         if torch is not None and before is not None:

@@ -1,8 +1,9 @@
 """Metrics of predictive samples: pure functions on numpy arrays.
 
 ``evaluate`` / ``evaluate_ood`` compute every metric of one cell with a seeded bootstrap
-95% interval; ``curves`` gives the report's calibration arrays; ``METRICS`` names and
-defines everything they emit. Naming: ``*_score`` higher is better, ``*_error`` and
+95% interval (for reconstruction also pass the inputs, ``X`` / ``X_in`` and ``X_ood``);
+``curves`` gives the report's calibration arrays; ``METRICS`` names and defines everything
+they emit. Naming: ``*_score`` higher is better, ``*_error`` and
 ``*_loss`` lower is better.
 """
 
@@ -18,6 +19,22 @@ from uqbench.metrics._classification import (
 )
 from uqbench.metrics._evaluate import curves, evaluate, evaluate_ood, ood_scores
 from uqbench.metrics._ood import aupr_score, auroc_score, epistemic_ratio, fpr_at_tpr_error
+from uqbench.metrics._reconstruction import (
+    elbo,
+    elbo_per_point,
+    evaluate_reconstruction,
+    evaluate_reconstruction_ood,
+    gaussian_kl,
+    knn_correct,
+    latent_codes,
+    latent_knn_accuracy_score,
+    latent_silhouette_score,
+    log_likelihood,
+    log_px_iwae,
+    reconstruction_bce,
+    reconstruction_mse,
+    silhouette_values,
+)
 from uqbench.metrics._registry import METRICS, MetricSpec
 from uqbench.metrics._regression import (
     COVERAGE_LEVELS,
@@ -61,13 +78,24 @@ __all__ = [
     "crps_loss",
     "curves",
     "ece_error",
+    "elbo",
+    "elbo_per_point",
     "epistemic_ratio",
     "evaluate",
     "evaluate_ood",
+    "evaluate_reconstruction",
+    "evaluate_reconstruction_ood",
     "fpr_at_tpr_error",
+    "gaussian_kl",
     "gaussian_nll_loss",
     "interval_coverage",
     "interval_width",
+    "knn_correct",
+    "latent_codes",
+    "latent_knn_accuracy_score",
+    "latent_silhouette_score",
+    "log_likelihood",
+    "log_px_iwae",
     "mce_error",
     "miscalibration_area",
     "mixture_cdf",
@@ -75,9 +103,12 @@ __all__ = [
     "mixture_quantile",
     "ood_scores",
     "picp",
+    "reconstruction_bce",
+    "reconstruction_mse",
     "regression_ood_scores",
     "regression_uncertainty",
     "reliability_curve",
     "rmse_error",
     "sharpness",
+    "silhouette_values",
 ]

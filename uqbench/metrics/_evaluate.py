@@ -1,8 +1,11 @@
 """``evaluate``, ``evaluate_ood`` and ``curves``: all metrics of one cell, dispatched by task.
 
-Each task registers a :class:`TaskMetrics` in ``_TASKS``. To add a task (reconstruction
-metrics go in ``uqbench/metrics/_reconstruction.py``), write its three functions, add one
-entry to ``_TASKS`` and the emitted names to ``METRICS`` in ``_registry.py``.
+Regression and classification register a :class:`TaskMetrics` in ``_TASKS``: their metrics
+are functions of the samples and the targets. Reconstruction metrics also need the inputs
+that were reconstructed (keyword ``X`` / ``X_in``, ``X_ood``), so ``ReconstructionSamples``
+go to ``_reconstruction.evaluate_reconstruction`` / ``evaluate_reconstruction_ood``
+directly. To add a task, write its functions, dispatch to them here and add the emitted
+names to ``METRICS`` in ``_registry.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from uqbench.interface import (
 from uqbench.metrics._bootstrap import MetricValue, Statistic, mean_statistic, run_bootstrap
 from uqbench.metrics._classification import classification_statistics, reliability_curve
 from uqbench.metrics._ood import ranking_statistic, ratio_statistic
+from uqbench.metrics._reconstruction import (
+    _check_inputs,
+    _epistemic,
+    elbo_per_point,
+    evaluate_reconstruction,
+    evaluate_reconstruction_ood,
+)
 from uqbench.metrics._registry import METRICS
 from uqbench.metrics._regression import coverage_curve, regression_statistics
 from uqbench.metrics._uncertainty import (
@@ -88,18 +98,23 @@ _TASKS: dict[str, TaskMetrics] = {
         _classification_statistics, classification_ood_scores, _classification_curves
     ),
     "regression": TaskMetrics(_regression_statistics, regression_ood_scores, _regression_curves),
-    # "reconstruction": TaskMetrics(...) from uqbench/metrics/_reconstruction.py
 }
 
 _CONTAINERS = (RegressionSamples, ClassificationSamples, ReconstructionSamples)
 
 
-def _task_metrics(samples: object) -> TaskMetrics:
+def _check_container(samples: object) -> Samples:
     if not isinstance(samples, _CONTAINERS):
         raise ValueError(
             f"samples must be a RegressionSamples, ClassificationSamples or "
             f"ReconstructionSamples, got {type(samples).__name__}"
         )
+    return samples
+
+
+def _task_metrics(samples: object) -> TaskMetrics:
+    """The regression / classification handler (reconstruction is dispatched by the callers)."""
+    _check_container(samples)
     try:
         return _TASKS[samples.task]
     except KeyError:
@@ -127,7 +142,12 @@ def _n_points(samples: Samples) -> int:
 
 
 def evaluate(
-    samples: Samples, y_true: np.ndarray | None, *, seed: int, n_bootstrap: int = 200
+    samples: Samples,
+    y_true: np.ndarray | None,
+    *,
+    seed: int,
+    n_bootstrap: int = 200,
+    X: np.ndarray | None = None,
 ) -> list[MetricValue]:
     """All test-set metrics of one predictive, each with a bootstrap 95% interval.
 
@@ -135,16 +155,27 @@ def evaluate(
     ----------
     samples : the predictive draws at the N test inputs; the task follows from its type.
     y_true : targets in the units of ``samples``: int ``[N]`` (classification) or float
-        ``[N, D]`` (regression).
+        ``[N, D]`` (regression); for reconstruction the class labels ``[N]`` of the inputs
+        (for the latent-separability metrics) or None.
     seed : seeds the bootstrap resampling of test points (the same resamples for all
         metrics of the call).
     n_bootstrap : number of resamples; 0 gives NaN intervals.
+    X : ``[N, D]`` the inputs. Required for ``ReconstructionSamples`` (the
+        reconstructions are scored against them); not used by the other tasks.
 
     Returns
     -------
     One :class:`MetricValue` per metric, in ``METRICS`` order: the point metrics then the
     mean per-point uncertainties (see ``METRICS`` for the names and definitions).
     """
+    if isinstance(samples, ReconstructionSamples):
+        if X is None:
+            raise ValueError(
+                "reconstruction metrics need the reconstructed inputs: pass X=[N, D], got X=None"
+            )
+        return _ordered(
+            evaluate_reconstruction(samples, X, y_true, seed=seed, n_bootstrap=n_bootstrap)
+        )
     handler = _task_metrics(samples)
     statistics = handler.statistics(samples, y_true)
     values = run_bootstrap(
@@ -153,37 +184,67 @@ def evaluate(
     return _ordered(values)
 
 
-def ood_scores(samples: Samples) -> dict[str, np.ndarray]:
-    """Per-point OOD scores ``{"epistemic", "total", "aleatoric": [N]}`` of one predictive.
+def ood_scores(samples: Samples, *, X: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-point OOD scores ``[N]`` of one predictive, higher = more off-distribution.
 
-    Regression: epistemic, total and aleatoric variance summed over outputs.
+    Regression: ``epistemic``, ``total`` and ``aleatoric`` variance summed over outputs.
     Classification: mutual information, predictive entropy, expected entropy (nats).
     Values at or below 1e-12 are exactly 0.
+
+    Reconstruction: ``epistemic`` (variance across draws of the encoder's latent mean,
+    summed over latent dimensions; <= 1e-12 -> 0), ``latent_variance`` (of the latent
+    draws) and, given the inputs ``X`` ``[N, D]`` and q's parameters, ``neg_elbo`` (the
+    per-point negative ELBO, nats): the scores ``evaluate_ood`` ranks. ``X`` is not used by
+    the other tasks.
     """
+    if isinstance(samples, ReconstructionSamples):
+        scores = {"epistemic": _epistemic(samples), "latent_variance": samples.latent_variance()}
+        if X is not None:
+            lower = elbo_per_point(samples, _check_inputs(samples, X, "X"))
+            if lower is not None:
+                scores["neg_elbo"] = -lower
+        return scores
     return _task_metrics(samples).ood_scores(samples)
 
 
 def evaluate_ood(
-    samples_in: Samples, samples_ood: Samples, *, seed: int, n_bootstrap: int = 200
+    samples_in: Samples,
+    samples_ood: Samples,
+    *,
+    seed: int,
+    n_bootstrap: int = 200,
+    X_in: np.ndarray | None = None,
+    X_ood: np.ndarray | None = None,
 ) -> list[MetricValue]:
     """How well each uncertainty score separates one OOD set from the test set.
 
-    Emits ``epistemic_ratio`` and ``auroc_/aupr_/fpr95_`` x ``epistemic/total/aleatoric``
-    (OOD is the positive class; scores from :func:`ood_scores`). The bootstrap resamples
-    the in-distribution and the OOD points independently.
+    Regression and classification: ``epistemic_ratio`` and ``auroc_/aupr_/fpr95_`` x
+    ``epistemic/total/aleatoric``. Reconstruction: ``epistemic_ratio``,
+    ``auroc_neg_elbo`` (NaN unless ``X_in`` and ``X_ood`` are given) and
+    ``auroc_latent_variance``. OOD is the positive class; scores from :func:`ood_scores`.
+    The bootstrap resamples the in-distribution and the OOD points independently.
 
     Parameters
     ----------
     samples_in : draws at the in-distribution test inputs.
     samples_ood : draws of the same model at the OOD inputs (same container type).
     seed, n_bootstrap : as in :func:`evaluate`.
+    X_in, X_ood : ``[N, D]`` and ``[M, D]`` the inputs of ``samples_in`` and
+        ``samples_ood``; used by reconstruction only.
     """
-    handler = _task_metrics(samples_in)
+    _check_container(samples_in)
     if type(samples_ood) is not type(samples_in):
         raise ValueError(
             f"samples_ood is {type(samples_ood).__name__} but samples_in is "
             f"{type(samples_in).__name__}"
         )
+    if isinstance(samples_in, ReconstructionSamples):
+        return _ordered(
+            evaluate_reconstruction_ood(
+                samples_in, samples_ood, X_in=X_in, X_ood=X_ood, seed=seed, n_bootstrap=n_bootstrap
+            )
+        )
+    handler = _task_metrics(samples_in)
     width_in, width_ood = _main_array(samples_in).shape[2], _main_array(samples_ood).shape[2]
     if width_in != width_ood:
         raise ValueError(
@@ -211,5 +272,8 @@ def curves(samples: Samples, y_true: np.ndarray | None) -> dict[str, np.ndarray]
     ``reliability_counts [15]``.
     Regression (central-interval calibration curve): ``coverage_expected [19]`` (levels
     0.05 ... 0.95) and ``coverage_observed [19]``.
+    Reconstruction: none (an empty dict).
     """
+    if isinstance(_check_container(samples), ReconstructionSamples):
+        return {}
     return _task_metrics(samples).curves(samples, y_true)

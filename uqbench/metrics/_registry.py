@@ -1,6 +1,7 @@
 """``METRICS``: every metric name ``evaluate`` / ``evaluate_ood`` can emit, with its definition.
 
-The order of ``METRICS`` is the order in which the metrics are emitted.
+The order of ``METRICS`` is the order in which the metrics are emitted. The reconstruction
+metrics' definitions live next to their code, in ``_reconstruction.DEFINITIONS``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from uqbench.metrics._classification import N_BINS
+from uqbench.metrics._reconstruction import DEFINITIONS as _RECONSTRUCTION_DEFINITIONS
 from uqbench.metrics._regression import COVERAGE_LEVELS, MIN_SCALE, coverage_name
 
 MetricKind = Literal["point", "ood", "uncertainty", "curve"]
@@ -16,6 +18,10 @@ MetricKind = Literal["point", "ood", "uncertainty", "curve"]
 _CLS = frozenset({"classification"})
 _REG = frozenset({"regression"})
 _BOTH = frozenset({"classification", "regression"})
+_REC = frozenset({"reconstruction"})
+_ALL = _BOTH | _REC
+# Reconstruction metrics specified with the other tasks' (their tasks include reconstruction).
+_SHARED = frozenset({"epistemic_variance", "epistemic_ratio"})
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ def _specs() -> list[MetricSpec]:
             "variance over points and outputs; smaller is sharper, better only if calibrated.",
             "point",
         ),
+        *_reconstruction_specs("point"),
         MetricSpec(
             "aleatoric_variance", _BOTH, None,
             "Mean over points of the aleatoric variance: regression, mean over draws of the "
@@ -174,10 +181,11 @@ def _specs() -> list[MetricSpec]:
             "uncertainty",
         ),
         MetricSpec(
-            "epistemic_variance", _BOTH, None,
+            "epistemic_variance", _ALL, None,
             "Mean over points of the epistemic variance: the variance across draws of the "
-            "predicted mean (regression, summed over outputs) or of each class probability "
-            "(classification, summed over classes).",
+            "predicted mean (regression, summed over outputs), of each class probability "
+            "(classification, summed over classes) or of the encoder's latent mean "
+            "(reconstruction, summed over latent dimensions; 0 for a deterministic encoder).",
             "uncertainty",
         ),
         MetricSpec(
@@ -204,10 +212,12 @@ def _specs() -> list[MetricSpec]:
             "uncertainty",
         ),
         MetricSpec(
-            "epistemic_ratio", _BOTH, True,
+            "epistemic_ratio", _ALL, True,
             "Mean epistemic score on the OOD set / mean epistemic score on the in-distribution "
-            f"test set (score: {_OOD_SCORES['epistemic']}). NaN when the test-set mean is 0, "
-            "e.g. a deterministic net; scores <= 1e-12 count as 0.",
+            f"test set (score: {_OOD_SCORES['epistemic']} / variance across draws of the "
+            "encoder's latent mean summed over latent dimensions (reconstruction)). NaN when "
+            "the test-set mean is 0, e.g. a deterministic net or encoder; scores <= 1e-12 "
+            "count as 0.",
             "ood",
         ),
     ]
@@ -232,7 +242,16 @@ def _specs() -> list[MetricSpec]:
                 "ood",
             ),
         ]
-    return specs
+    return specs + _reconstruction_specs("ood")
+
+
+def _reconstruction_specs(kind: str) -> list[MetricSpec]:
+    """Reconstruction-only metrics of ``kind`` from ``_reconstruction.DEFINITIONS``, in its order."""
+    return [
+        MetricSpec(name, _REC, higher_is_better, definition, metric_kind)
+        for name, (higher_is_better, metric_kind, definition) in _RECONSTRUCTION_DEFINITIONS.items()
+        if metric_kind == kind and name not in _SHARED
+    ]
 
 
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in _specs()}

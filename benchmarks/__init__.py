@@ -1,0 +1,1 @@
+"""asv benchmarks (and script-mode speed checks) for uqbench."""
