@@ -5,9 +5,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 EXTRAS ?= dev
+comma  := ,
 # Re-install only when the project definition changes (or the extras do).
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
-comma  := ,
 SUITE  ?= quick
 ARGS   ?=
 
@@ -34,8 +34,10 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
 	touch $@
 
+# Speed ratios measured within one process each (see README "Speed").
 bench: $(STAMP)
-	$(PY) benchmarks/run_speed.py
+	$(PY) -m benchmarks.bench_variational
+	$(PY) -m benchmarks.bench_ensemble
 
 clean-venv:
 	rm -rf $(VENV)
