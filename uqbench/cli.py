@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_positive_int,
         metavar="N",
-        help="run cells in N worker processes (default 1; timings are cleanest with 1)",
+        help="run cells in N worker processes (default: one per usable CPU; 1 gives the cleanest timings)",
     )
     run.add_argument(
         "--probe",
@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     print(f"{verb} {run_dir}", flush=True)
     progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
     try:
-        result = runner.execute(run, progress=progress, argv=argv, jobs=args.jobs or 1)
+        result = runner.execute(run, progress=progress, argv=argv, jobs=args.jobs or _default_jobs(run))
     except UserError as exc:  # e.g. a data file that cannot be read, found mid-run
         raise UserError(f"{exc} (fix it, then: uqbench run --resume {run_dir})") from exc
     except KeyboardInterrupt:
@@ -162,6 +162,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
         )
         return EXIT_INTERRUPTED
     _print_summary(console, run_dir, result.cells)
+    _print_parity(console, run_dir)
     _write_report(run_dir)
     if result.failures:
         print(f"uqbench: {len(result.failures)} cell(s) failed (listed above)", file=sys.stderr)
@@ -181,6 +182,30 @@ def _print_summary(console: Any, run_dir: os.PathLike[str], cells: dict[str, Any
     with open(os.path.join(run_dir, store.SUMMARY_TXT), "w", encoding="utf-8") as f:
         f.write(text)
     console.print(f"results: {os.path.join(run_dir, store.RESULTS_CSV)}", highlight=False)
+
+
+def _default_jobs(run: Any) -> int:
+    """One worker per usable CPU (cells are single-threaded); 1 with an injected catalog."""
+    if not run.catalog.is_default():
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _print_parity(console: Any, run_dir: os.PathLike[str]) -> None:
+    """When the run has both twins of a method, print and save the torch-vs-TFP table."""
+    from uqbench import parity, store, summary
+
+    table = parity.parity_table(store.load_results(run_dir))
+    if table.empty:
+        return
+    path = os.path.join(run_dir, "parity.csv")
+    table.to_csv(path, index=False)
+    if store.read_run_json(run_dir)["suite"]["name"] == "parity":
+        console.print(summary.parity_renderable(table))
+    console.print(f"parity (PyTorch vs TFP twins): {path}", highlight=False)
 
 
 # -- report ------------------------------------------------------------------------------

@@ -210,7 +210,26 @@ STANDARD = Suite(
     ),
 )
 
-SUITES: dict[str, Suite] = {s.name: s for s in (QUICK, STANDARD)}
+PARITY = Suite(
+    name="parity",
+    datasets=("toy-gap", "digits"),
+    seeds=(0, 1, 2, 3, 4),
+    n_samples=50,
+    adapters=(
+        "bbb", "tfp-bbb", "flipout", "tfp-flipout", "lrt", "tfp-lrt",
+        "mc-dropout", "tfp-mc-dropout", "vae", "tfp-vae",
+    ),
+    # The same budget for both twins; every other hyperparameter is each twin's default,
+    # and the TFP adapters' defaults are set to equal the torch ones (see README).
+    dataset_params={"toy-gap": {"epochs": 150}, "digits": {"epochs": 20}},
+    n_bootstrap=100,
+    description=(
+        "each method in PyTorch and TFP (needs uqbench[tfp]) on toy-gap and digits, 5 seeds; "
+        "prints and saves parity.csv (torch - TFP with paired 95% intervals, speed ratios)"
+    ),
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (QUICK, STANDARD, PARITY)}
 
 
 def suite_names() -> list[str]:

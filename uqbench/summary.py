@@ -165,6 +165,37 @@ def renderables(
     return out
 
 
+PARITY_METRICS = {
+    "accuracy_score", "nll_loss", "ece_error", "rmse_error", "crps_loss", "calibration_error",
+    "elbo_score", "epistemic_ratio", "n_parameters",
+}
+
+
+def parity_renderable(table: pd.DataFrame) -> RenderableType:
+    """Key rows of :func:`uqbench.parity.parity_table` as one rich table.
+
+    Quality: torch and TFP means and the paired 95% interval of torch - TFP (``*`` when it
+    excludes 0); speed: the median torch/TFP time ratio (below 1: TFP is slower).
+    """
+    rows = []
+    for r in table.itertuples(index=False):
+        if r.kind == "speed":
+            cell = f"ratio {format_number(r.ratio)}"
+        elif r.metric in PARITY_METRICS and (
+            r.split in ("test", "fit") or (r.split.startswith("ood:") and r.metric == "epistemic_ratio")
+        ):
+            flag = " *" if r.differs else ""
+            cell = f"[{format_number(r.ci_low)}, {format_number(r.ci_high)}]{flag}"
+        else:
+            continue
+        rows.append([
+            f"{r.torch} / {r.tfp}", r.dataset, r.split, r.metric,
+            format_number(r.torch_mean), format_number(r.tfp_mean), cell,
+        ])
+    header = ["pair", "dataset", "split", "metric", "torch", "TFP", "torch - TFP 95% CI / time ratio"]
+    return _table("PyTorch vs TFP parity (mean over seeds; * = interval excludes 0)", header, rows)
+
+
 def _table(title: str, header: list[str], rows: list[list[str]]) -> RenderableType:
     from rich.table import Table
 

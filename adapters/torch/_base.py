@@ -164,6 +164,14 @@ class TorchAdapter:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
 
     # -- fit -----------------------------------------------------------------------------
+    def _optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def _epoch_batches(self, n: int, batch: int) -> list[torch.Tensor]:
+        """One epoch's minibatch indices: a fresh permutation, the ragged last batch dropped."""
+        order = torch.randperm(n)
+        return [order[start : start + batch] for start in range(0, n - batch + 1, batch)]
+
     def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> TorchAdapter:
         """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices)."""
         self._validate_params()
@@ -180,14 +188,10 @@ class TorchAdapter:
         batch = min(int(self.batch_size), n)
         with seeded(seed):
             self.model_ = self._build(self.n_features_in_, self.n_outputs_)
-            optimizer = torch.optim.Adam(
-                self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay
-            )
+            optimizer = self._optimizer(list(self.model_.parameters()))
             self.model_.train()
             for _ in range(int(self.epochs)):
-                order = torch.randperm(n)
-                for start in range(0, n - batch + 1, batch):  # drop the ragged last batch
-                    idx = order[start : start + batch]
+                for idx in self._epoch_batches(n, batch):
                     loss = self._loss(Xt[idx], yt[idx], n)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

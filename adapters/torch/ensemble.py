@@ -16,10 +16,8 @@ from uqbench_adapters.torch._base import (
     _CHUNK_FLOATS,
     TorchAdapter,
     activation,
-    count_parameters,
     heteroscedastic_split,
     mlp,
-    seeded,
 )
 
 
@@ -198,34 +196,8 @@ class EnsembleAdapter(TorchAdapter):
         orders = torch.argsort(torch.rand(int(self.n_members), n), dim=1)
         return [orders[:, start : start + batch] for start in range(0, n - batch + 1, batch)]
 
-    # -- fit -----------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> EnsembleAdapter:
-        """Train all members on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` ints)."""
-        self._validate_params()
-        X, y, self.task_ = self._validate_fit_data(X, y)
-        self.n_features_in_ = X.shape[1]
-        if self.task_ == "classification":
-            self.n_outputs_ = int(y.max()) + 1
-            yt = torch.as_tensor(y, dtype=torch.long)
-        else:
-            self.n_outputs_ = y.shape[1]
-            yt = torch.as_tensor(y, dtype=torch.float32)
-        Xt = torch.as_tensor(X, dtype=torch.float32)
-        n = len(Xt)
-        batch = min(int(self.batch_size), n)
-        with seeded(seed):
-            self.model_ = self._build(self.n_features_in_, self.n_outputs_)
-            optimizer = _adam(list(self.model_.parameters()), self.lr, self.weight_decay)
-            self.model_.train()
-            for _ in range(int(self.epochs)):
-                for idx in self._epoch_batches(n, batch):
-                    loss = self._loss(Xt[idx], yt[idx], n)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-            self.model_.eval()
-        self.n_parameters_ = count_parameters(self.model_)
-        return self
+    def _optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return _adam(params, self.lr, self.weight_decay)
 
     # -- prediction ----------------------------------------------------------------------
     def member_order(self, n_samples: int, *, seed: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import difflib
 import fnmatch
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -158,6 +158,13 @@ class Catalog:
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
             return None
         return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+    def warm_up(self, names: Sequence[str]) -> None:
+        """Call each adapter class's optional ``warm_up()`` (e.g. a framework import), untimed."""
+        for name in names:
+            hook = getattr(self._adapter_factory(name), "warm_up", None)
+            if callable(hook):
+                hook()
 
     def make_adapter(self, name: str, params: Mapping[str, Any]) -> Any:
         if self._adapters is None:

@@ -296,9 +296,10 @@ def _run_here(run: Run, todo: list[Cell], step_names: tuple[str, ...], progress:
     """Cells one after another in this process (a generator: each is written before the next runs)."""
     steps = cell_steps(step_names)
     cache = _DatasetCache(run.catalog, run.plan.data_dir)
-    if any(c.applicable for c in todo):
-        warm_up_frameworks()
     with one_thread():
+        if any(c.applicable for c in todo):
+            run.catalog.warm_up(sorted({c.adapter for c in todo if c.applicable}))
+            warm_up_frameworks()
         for cell in todo:
             progress.cell_started(cell)
             started = _now()
@@ -354,6 +355,7 @@ def _worker_init(run_dir: Path, plan: Plan, step_names: tuple[str, ...]) -> None
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(CELL_THREADS)
+    run.catalog.warm_up(plan.suite.adapters or ())
     warm_up_frameworks()
 
 
