@@ -213,7 +213,7 @@ def print_summary(console: Console, results: pd.DataFrame, cells: Mapping[str, M
         console.print()
 
 
-def summary_text(results: pd.DataFrame, cells: Mapping[str, Mapping[str, Any]], *, width: int = 160, **kwargs: Any) -> str:
+def summary_text(results: pd.DataFrame, cells: Mapping[str, Mapping[str, Any]], *, width: int = 220, **kwargs: Any) -> str:
     """The summary as plain text (no colour codes), for ``summary.txt``."""
     from rich.console import Console
 

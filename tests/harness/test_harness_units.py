@@ -237,3 +237,30 @@ def test_measure_cpu_vs_wall():
         time.sleep(0.05)
     assert m.wall_seconds >= 0.05 and m.cpu_seconds < 0.04
     assert math.isfinite(m.peak_rss_mb)
+
+
+def test_large_ood_sets_are_subsampled_with_a_seed():
+    from types import SimpleNamespace
+
+    from uqbench.datasets import OODSet
+    from uqbench.harness.cell import MAX_OOD_POINTS, CellContext
+    from uqbench.harness.grid import Cell
+
+    rng = np.random.default_rng(0)
+    big = OODSet(X=rng.normal(size=(MAX_OOD_POINTS + 500, 2)), y=np.arange(MAX_OOD_POINTS + 500))
+    small = OODSet(X=rng.normal(size=(30, 2)), y=None)
+    ds = SimpleNamespace(X_test=rng.normal(size=(4000, 2)), y_test=None, ood={"big": big, "small": small})
+
+    def ctx(seed):
+        return CellContext(Cell("a", "d", seed, "regression", ""), "regression", ds, None, 5, 10, None)
+
+    splits = {name: (X, y) for name, X, y in ctx(0).splits()}
+    assert len(splits["test"][0]) == 4000  # never the test split
+    X, y = splits["ood:big"]
+    assert len(X) == MAX_OOD_POINTS and len(set(y.tolist())) == MAX_OOD_POINTS
+    np.testing.assert_array_equal(X, big.X[y])  # rows and labels stay paired
+    assert splits["ood:small"][0] is small.X
+    again = {name: y for name, _, y in ctx(0).splits()}
+    other = {name: y for name, _, y in ctx(1).splits()}
+    np.testing.assert_array_equal(again["ood:big"], y)
+    assert not np.array_equal(other["ood:big"], y)
