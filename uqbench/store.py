@@ -101,10 +101,12 @@ def new_run_dir(parent: str | os.PathLike[str], suite: str, *, now: datetime | N
         path = parent / (stem if attempt == 1 else f"{stem}-{attempt}")
         try:
             path.mkdir()
+            (path / CELLS_DIR).mkdir()
+            (path / ARRAYS_DIR).mkdir()
         except FileExistsError:
             continue
-        (path / CELLS_DIR).mkdir()
-        (path / ARRAYS_DIR).mkdir()
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {path}: {exc.strerror or exc}") from exc
         return path
     raise UserError(f"cannot find a free run directory name {stem}-N under {parent}")
 

@@ -181,7 +181,8 @@ def is_positive_int(value: object) -> bool:
 
 
 def gaussian_nll_from_raw(y: Any, out: Any) -> Any:
-    """Mean Gaussian NLL of ``y`` ``[B, D]`` under ``out = [loc, raw]`` ``[B, 2D]``.
+    """Gaussian NLL of ``y`` ``[B, D]`` under ``out = [loc, raw]`` ``[B, 2D]``, summed over D
+    and averaged over the batch.
 
     ``scale = softplus(raw) + 1e-6`` and the ``0.5 log 2 pi`` constant, exactly the torch
     twins' ``gaussian_nll``.
@@ -190,7 +191,8 @@ def gaussian_nll_from_raw(y: Any, out: Any) -> Any:
     loc, raw = tf.split(out, 2, axis=-1)
     scale = tf.nn.softplus(raw) + MIN_SCALE
     z = (tf.cast(y, out.dtype) - loc) / scale
-    return tf.reduce_mean(tf.math.log(scale) + 0.5 * tf.square(z)) + 0.5 * math.log(2 * math.pi)
+    per_output = tf.math.log(scale) + 0.5 * tf.square(z) + 0.5 * math.log(2 * math.pi)
+    return tf.reduce_mean(tf.reduce_sum(per_output, axis=-1))
 
 
 def cross_entropy_from_logits(y: Any, logits: Any) -> Any:

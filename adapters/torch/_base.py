@@ -66,8 +66,14 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def gaussian_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Mean Gaussian negative log-likelihood, with the constant (comparable across methods)."""
-    return (torch.log(scale) + 0.5 * ((y - loc) / scale) ** 2).mean() + 0.5 * math.log(2 * math.pi)
+    """Gaussian negative log-likelihood per example (summed over the D outputs), averaged
+    over the batch, with the constant (comparable across methods).
+
+    Summed over D so that, with a KL divided by N_train, the loss is the per-example ELBO
+    for any number of outputs (a mean over D would weight the KL D-fold).
+    """
+    nll = torch.log(scale) + 0.5 * ((y - loc) / scale) ** 2 + 0.5 * math.log(2 * math.pi)
+    return nll.sum(dim=-1).mean()
 
 
 class TorchAdapter:

@@ -175,9 +175,9 @@ class EnsembleAdapter(TorchAdapter):
             nll = F.cross_entropy(out.reshape(m * b, c), yb.reshape(m * b), reduction="none")
             return nll.view(m, b).mean(dim=1)
         loc, scale = heteroscedastic_split(out)
-        # The same per-member value as _base.gaussian_nll, constant included.
+        # The same per-member value as _base.gaussian_nll: summed over D, mean over the batch.
         nll = torch.log(scale) + 0.5 * ((yb - loc) / scale) ** 2 + 0.5 * np.log(2 * np.pi)
-        return nll.mean(dim=(1, 2))
+        return nll.sum(dim=2).mean(dim=1)
 
     def _loss(self, xb: torch.Tensor, yb: torch.Tensor, n_train: int) -> torch.Tensor:
         """Sum over members of their mean minibatch losses; ``xb`` ``[M, B, F]``."""

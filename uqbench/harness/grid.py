@@ -159,12 +159,21 @@ class Catalog:
             return None
         return frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
-    def warm_up(self, names: Sequence[str]) -> None:
-        """Call each adapter class's optional ``warm_up()`` (e.g. a framework import), untimed."""
+    def warm_up(self, names: Sequence[str]) -> dict[str, str]:
+        """Call each adapter class's optional ``warm_up()`` (e.g. a framework import), untimed.
+
+        Returns adapter name -> one-line reason for those whose warm-up raised: a framework
+        that is installed but cannot be imported fails that adapter's cells, not the run.
+        """
+        broken = {}
         for name in names:
             hook = getattr(self._adapter_factory(name), "warm_up", None)
             if callable(hook):
-                hook()
+                try:
+                    hook()
+                except Exception as exc:
+                    broken[name] = f"warm_up failed: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+        return broken
 
     def make_adapter(self, name: str, params: Mapping[str, Any]) -> Any:
         if self._adapters is None:

@@ -196,14 +196,21 @@ class _DatasetCache:
         return self._items[cell.input_scaling]
 
 
-def _run_one(cell: Cell, run: Run, cache: _DatasetCache, steps: list[Any]) -> CellOutcome:
+def _failed(cell: Cell, stage: str, reason: str) -> CellOutcome:
+    row = store.make_row(cell.adapter, cell.dataset, cell.seed, stage, "", float("nan"), status="failed", error=reason)
+    return CellOutcome("failed", [row], {}, reason, stage)
+
+
+def _run_one(
+    cell: Cell, run: Run, cache: _DatasetCache, steps: list[Any], broken: dict[str, str] | None = None
+) -> CellOutcome:
+    if cell.applicable and broken and cell.adapter in broken:
+        return _failed(cell, "warm_up", broken[cell.adapter])
     if not cell.applicable:
         return run_cell(cell, dataset=None, make_adapter=lambda: None, metrics=None, n_samples=1, n_bootstrap=1)
     dataset = cache.get(cell)
     if isinstance(dataset, Exception):
-        reason = one_line(dataset)
-        row = store.make_row(cell.adapter, cell.dataset, cell.seed, "load", "", float("nan"), status="failed", error=reason)
-        return CellOutcome("failed", [row], {}, reason, "load")
+        return _failed(cell, "load", one_line(dataset))
     suite = run.plan.suite
     params = suite.params_for(cell.adapter, cell.dataset, run.catalog.adapter_keywords(cell.adapter))
     return run_cell(
@@ -296,43 +303,91 @@ def _run_here(run: Run, todo: list[Cell], step_names: tuple[str, ...], progress:
     """Cells one after another in this process (a generator: each is written before the next runs)."""
     steps = cell_steps(step_names)
     cache = _DatasetCache(run.catalog, run.plan.data_dir)
+    broken: dict[str, str] = {}
     with one_thread():
         if any(c.applicable for c in todo):
-            run.catalog.warm_up(sorted({c.adapter for c in todo if c.applicable}))
+            broken = run.catalog.warm_up(sorted({c.adapter for c in todo if c.applicable}))
             warm_up_frameworks()
         for cell in todo:
             progress.cell_started(cell)
             started = _now()
-            outcome = _run_one(cell, run, cache, steps)
+            outcome = _run_one(cell, run, cache, steps, broken)
             yield cell, outcome, started, _now()
 
 
 def _run_in_workers(
     run: Run, todo: list[Cell], step_names: tuple[str, ...], progress: ProgressHook, jobs: int
 ) -> Iterator[_Done]:
-    """Cells in ``jobs`` spawned worker processes, yielded in the order they finish."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """Cells in ``jobs`` spawned worker processes, yielded in the order they finish.
 
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch
-    init = (run.run_dir, run.plan, step_names)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=init) as pool:
-        pending = {}
-        queue = list(todo)
+    A worker that dies (out of memory, a segfault in native code) breaks the pool without
+    saying which cell killed it: the cells that were in flight are then re-run one at a
+    time, each in a fresh single-worker pool, so only the culprit is recorded as failed
+    and the run (or its resume) goes on.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    queue = list(todo)
+    while queue:
+        suspects: list[Cell] = []
+        pool = _new_pool(run, step_names, jobs)
+        pending: dict[Any, Cell] = {}
         try:
-            while queue or pending:
+            while (queue or pending) and not suspects:
                 while queue and len(pending) < jobs:
                     cell = queue.pop(0)
                     progress.cell_started(cell)
                     pending[pool.submit(_worker_run, cell)] = cell
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    cell = pending.pop(future)
-                    outcome, started, ended = future.result()
-                    yield cell, outcome, started, ended
+                    try:
+                        outcome, started, ended = future.result()
+                    except BrokenProcessPool:
+                        suspects = list(pending.values())
+                        break
+                    yield pending.pop(future), outcome, started, ended
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
             raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for cell in suspects:
+            yield _run_isolated(run, step_names, cell)
+
+
+def _run_isolated(run: Run, step_names: tuple[str, ...], cell: Cell) -> _Done:
+    """One cell in its own worker: a dead worker now names its cell."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = _new_pool(run, step_names, 1)
+    try:
+        outcome, started, ended = pool.submit(_worker_run, cell).result()
+        return cell, outcome, started, ended
+    except BrokenProcessPool:
+        reason = "the worker process running this cell died (killed, out of memory, or a native crash)"
+        return cell, _failed(cell, "worker", reason), _now(), _now()
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _new_pool(run: Run, step_names: tuple[str, ...], jobs: int) -> Any:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch
+    init = (run.run_dir, run.plan, step_names)
+    return ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=init)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate a pool's workers now (they ignore SIGINT, and shutdown would wait for them)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 _WORKER: dict[str, Any] = {}
@@ -347,7 +402,9 @@ def _worker_init(run_dir: Path, plan: Plan, step_names: tuple[str, ...]) -> None
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     run = Run(Path(run_dir), plan, Catalog(), resumed=False)
-    _WORKER.update(run=run, steps=cell_steps(step_names), cache=_DatasetCache(run.catalog, plan.data_dir))
+    _WORKER.update(
+        run=run, steps=cell_steps(step_names), cache=_DatasetCache(run.catalog, plan.data_dir), broken={}
+    )
     # Load every adapter module now (imports torch), then set threads and warm up.
     for name in plan.suite.adapters or ():
         run.catalog.adapter_tasks(name)
@@ -355,13 +412,13 @@ def _worker_init(run_dir: Path, plan: Plan, step_names: tuple[str, ...]) -> None
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(CELL_THREADS)
-    run.catalog.warm_up(plan.suite.adapters or ())
+    _WORKER["broken"] = run.catalog.warm_up(plan.suite.adapters or ())
     warm_up_frameworks()
 
 
 def _worker_run(cell: Cell) -> tuple[CellOutcome, str, str]:
     started = _now()
-    outcome = _run_one(cell, _WORKER["run"], _WORKER["cache"], _WORKER["steps"])
+    outcome = _run_one(cell, _WORKER["run"], _WORKER["cache"], _WORKER["steps"], _WORKER["broken"])
     return outcome, started, _now()
 
 

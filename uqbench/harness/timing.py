@@ -32,13 +32,14 @@ def current_rss_bytes() -> int | None:
         return None
 
 
-def _reset_peak_rss() -> None:
+def _reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark (VmHWM) of this process, where Linux allows it."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
-        pass
+        return False
+    return True
 
 
 def _peak_rss_bytes() -> int | None:
@@ -74,6 +75,7 @@ class RSSSampler:
         self._thread: threading.Thread | None = None
         self.baseline: int | None = None
         self.peak: int | None = None
+        self._exact = False
 
     def _read(self) -> None:
         rss = current_rss_bytes()
@@ -85,7 +87,8 @@ class RSSSampler:
             self._read()
 
     def start(self) -> RSSSampler:
-        _reset_peak_rss()
+        # Without a reset, VmHWM is the process-lifetime peak (earlier cells included).
+        self._exact = _reset_peak_rss()
         self.baseline = current_rss_bytes()
         self.peak = self.baseline
         self._stop.clear()
@@ -100,7 +103,7 @@ class RSSSampler:
             self._thread.join()
             self._thread = None
         self._read()  # the final state counts too (covers blocks shorter than one interval)
-        hwm = _peak_rss_bytes()
+        hwm = _peak_rss_bytes() if self._exact else None
         if hwm is not None and self.peak is not None:
             self.peak = max(self.peak, hwm)
         if self.baseline is None or self.peak is None:

@@ -7,6 +7,7 @@ finds it exactly as it would a real install.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,23 @@ class NeedsMissing(ConstantAdapter):
     install_hint = "pip install uqbench-no-such-package"
 
 
+class Crasher(ConstantAdapter):
+    """Kills its own process, as an out-of-memory kill or a native crash would."""
+
+    def fit(self, X, y, *, seed):
+        import os
+
+        os._exit(3)
+
+
+class BadFramework(ConstantAdapter):
+    """Its framework is installed but cannot be imported."""
+
+    @classmethod
+    def warm_up(cls):
+        raise ImportError("libframework.so: cannot open shared object file")
+
+
 class NoTasks:
     def fit(self): ...
     def sample_predictive(self): ...
@@ -58,6 +76,8 @@ ENTRY_POINTS = """
 constant = uqbench_test_plugin:ConstantAdapter
 needs-missing = uqbench_test_plugin:NeedsMissing
 no-tasks = uqbench_test_plugin:NoTasks
+crasher = uqbench_test_plugin:Crasher
+bad-framework = uqbench_test_plugin:BadFramework
 broken = uqbench_test_plugin_broken:Anything
 """
 
@@ -149,3 +169,59 @@ def test_list_and_run_with_a_third_party_plugin(plugin_path, tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "plugin exploded" in bad.stderr
+
+
+def _cells(run_root):
+    from uqbench import store
+
+    (run_dir,) = run_root.iterdir()
+    return {(c["adapter"], c["seed"]): c for c in store.read_cells(run_dir).values()}
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_framework_that_fails_to_import_fails_only_its_cells(plugin_path, tmp_path, jobs):
+    code = f"import sys; sys.path.insert(0, {str(plugin_path)!r}); from uqbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = tmp_path / "runs"
+    run = subprocess.run(
+        [sys.executable, "-c", code, "run", "--adapters", "bad-framework,constant", "--datasets", "toy-gap",
+         "--seeds", "2", "--samples", "4", "--jobs", jobs, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 1, run.stderr  # some cells failed, the run finished
+    cells = _cells(out)
+    assert {cells["constant", s]["status"] for s in (0, 1)} == {"ok"}
+    for s in (0, 1):
+        assert cells["bad-framework", s]["status"] == "failed"
+        assert "libframework.so" in cells["bad-framework", s]["reason"]
+
+
+def test_a_worker_that_dies_fails_its_cell_and_the_run_goes_on(plugin_path, tmp_path):
+    code = f"import sys; sys.path.insert(0, {str(plugin_path)!r}); from uqbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = tmp_path / "runs"
+    run = subprocess.run(
+        [sys.executable, "-c", code, "run", "--adapters", "crasher,constant", "--datasets", "toy-gap",
+         "--seeds", "2", "--samples", "4", "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 1, run.stderr
+    cells = _cells(out)
+    for s in (0, 1):
+        assert cells["crasher", s]["status"] == "failed"
+        assert "worker process running this cell died" in cells["crasher", s]["reason"]
+    assert {cells["constant", s]["status"] for s in (0, 1)} == {"ok"}
+
+
+def test_unwritable_out_is_one_line_and_exit_2(tmp_path):
+
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    target = "/proc" if os.geteuid() == 0 else str(readonly)  # root ignores mode bits
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from uqbench.cli import main; sys.exit(main(sys.argv[1:]))",
+         "run", "--adapters", "deterministic", "--datasets", "toy-gap", "--seeds", "1", "--out", target],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("uqbench: error: cannot create")
