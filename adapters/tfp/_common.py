@@ -50,13 +50,19 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from numbers import Integral, Real
+from numbers import Integral
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from uqbench.interface import ClassificationSamples, RegressionSamples, Task, infer_task
+from uqbench.interface import ClassificationSamples, RegressionSamples, Task
+from uqbench_adapters._validation import (
+    check_training_params,
+    is_positive_int,
+    validate_fit_data,
+    validate_X,
+)
 
 REQUIRES = ("tensorflow", "tensorflow_probability", "tf_keras")
 INSTALL_HINT = "pip install 'uqbench[tfp]'"
@@ -170,14 +176,6 @@ def torch_linear_init(n_in: int, seed: int) -> Any:
     """``U(-1/sqrt(n_in), 1/sqrt(n_in))``: ``torch.nn.Linear``'s default for weights and bias."""
     bound = 1.0 / math.sqrt(n_in)
     return tf_modules().keras.initializers.RandomUniform(-bound, bound, seed=seed)
-
-
-def is_real(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def is_positive_int(value: object) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
 
 
 def gaussian_nll_from_raw(y: Any, out: Any) -> Any:
@@ -299,51 +297,17 @@ class TFPAdapter:
 
     # -- validation ----------------------------------------------------------------------
     def _validate_params(self) -> None:
-        try:
-            hidden = tuple(self.hidden)
-        except TypeError:
-            raise ValueError(f"hidden must be a sequence of positive ints, got {self.hidden!r}") from None
-        if not all(is_positive_int(h) for h in hidden):
-            raise ValueError(f"hidden must be a sequence of positive ints, got {self.hidden!r}")
-        self.hidden = tuple(int(h) for h in hidden)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
-        for name in ("epochs", "batch_size"):
-            if not is_positive_int(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if not is_real(self.lr) or not 0.0 < float(self.lr) < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not is_real(self.weight_decay) or not 0.0 <= float(self.weight_decay) < math.inf:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        self.hidden = check_training_params(self, ACTIVATIONS)
         if not isinstance(self.heteroscedastic, bool):
             raise ValueError(f"heteroscedastic must be a bool, got {self.heteroscedastic!r}")
 
     @staticmethod
     def _validate_X(X: Any, n_features: int | None = None) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim != 2 or not np.issubdtype(X.dtype, np.number):
-            raise ValueError(f"X must be a numeric [N, F] array, got shape {X.shape} dtype {X.dtype}")
-        if n_features is not None and X.shape[1] != n_features:
-            raise ValueError(f"X has {X.shape[1]} features, the adapter was fitted on {n_features}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or inf")
-        return X.astype(np.float32)
+        return validate_X(X, n_features).astype(np.float32)
 
     def _validate_fit_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, Task]:
-        X = self._validate_X(X)
-        task = infer_task(y)
-        if task not in self.tasks:
-            raise ValueError(f"{type(self).__name__} does not support {task} (supports {sorted(self.tasks)})")
-        y = np.asarray(y)
-        if len(y) != len(X):
-            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-        if len(X) == 0:
-            raise ValueError("X has no rows")
-        if task == "classification" and y.min() < 0:
-            raise ValueError(f"class labels must be >= 0, got min {y.min()}")
-        if task == "regression" and not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or inf")
-        return X, y, task
+        X, y, task = validate_fit_data(self, X, y)
+        return X.astype(np.float32), y, task
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

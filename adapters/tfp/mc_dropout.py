@@ -22,10 +22,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from uqbench_adapters._validation import is_real
 from uqbench_adapters.tfp._common import (
     TFPAdapter,
     activation_fn,
-    is_real,
     noise_head_layer,
     tf_modules,
     torch_linear_init,

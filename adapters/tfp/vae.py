@@ -38,12 +38,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from uqbench.interface import ReconstructionSamples
+from uqbench_adapters._validation import is_positive_int
 from uqbench_adapters.tfp._common import (
     CHUNK_FLOATS,
     TFPAdapter,
     activation_fn,
     derived_seeds,
-    is_positive_int,
     quiet_tfp,
     seeded,
     tf_modules,

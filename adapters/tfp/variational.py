@@ -58,13 +58,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from numbers import Integral
 from typing import Any, ClassVar
 
+from uqbench_adapters._validation import check_variational_params
 from uqbench_adapters.tfp._common import (
     TFPAdapter,
     activation_fn,
-    is_real,
     noise_head_layer,
     softplus_inverse,
     tf_modules,
@@ -140,19 +139,7 @@ class TFPVariationalAdapter(TFPAdapter):
     # -- validation ----------------------------------------------------------------------
     def _validate_params(self) -> None:
         super()._validate_params()
-        if self.prior not in ("gaussian", "mixture"):
-            raise ValueError(f"prior must be 'gaussian' or 'mixture', got {self.prior!r}")
-        for name in ("prior_std", "prior_std1", "prior_std2", "init_std"):
-            value = getattr(self, name)
-            if not is_real(value) or not 0.0 < float(value) < math.inf:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not is_real(self.prior_pi) or not 0.0 < float(self.prior_pi) < 1.0:
-            raise ValueError(f"prior_pi must be in (0, 1), got {self.prior_pi!r}")
-        if not is_real(self.kl_weight) or not 0.0 <= float(self.kl_weight) < math.inf:
-            raise ValueError(f"kl_weight must be a finite number >= 0, got {self.kl_weight!r}")
-        w = self.kl_warmup_epochs
-        if isinstance(w, bool) or not isinstance(w, Integral) or w < 0:
-            raise ValueError(f"kl_warmup_epochs must be an int >= 0, got {w!r}")
+        check_variational_params(self)
 
     def _beta(self, epoch: int) -> float:
         """KL weight in (0-based) ``epoch``: linear warm-up from 0, then ``kl_weight``."""

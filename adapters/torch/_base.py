@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from uqbench.interface import ClassificationSamples, RegressionSamples, Task, infer_task
+from uqbench.interface import ClassificationSamples, RegressionSamples, Task
+from uqbench_adapters._validation import check_training_params, validate_fit_data, validate_X
 
 # Bound on the floats of the widest [n, N, width] intermediate in one sampling chunk.
 _CHUNK_FLOATS = 8_000_000
@@ -125,45 +126,14 @@ class TorchAdapter:
 
     # -- validation ----------------------------------------------------------------------
     def _validate_params(self) -> None:
-        hidden = tuple(self.hidden)
-        if not all(isinstance(h, int | np.integer) and h > 0 for h in hidden):
-            raise ValueError(f"hidden must be positive ints, got {self.hidden!r}")
-        self.hidden = tuple(int(h) for h in hidden)
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        self.hidden = check_training_params(self, _ACTIVATIONS)
 
     @staticmethod
     def _validate_X(X: Any, n_features: int | None = None) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim != 2 or not np.issubdtype(X.dtype, np.number):
-            raise ValueError(f"X must be a numeric [N, F] array, got shape {X.shape} dtype {X.dtype}")
-        if n_features is not None and X.shape[1] != n_features:
-            raise ValueError(f"X has {X.shape[1]} features, the adapter was fitted on {n_features}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or inf")
-        return X
+        return validate_X(X, n_features)
 
     def _validate_fit_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, Task]:
-        X = self._validate_X(X)
-        task = infer_task(y)
-        if task not in self.tasks:
-            raise ValueError(f"{type(self).__name__} does not support {task} (supports {sorted(self.tasks)})")
-        y = np.asarray(y)
-        if len(y) != len(X):
-            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-        if task == "classification" and y.min() < 0:
-            raise ValueError(f"class labels must be >= 0, got min {y.min()}")
-        if task == "regression" and not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or inf")
-        return X, y, task
+        return validate_fit_data(self, X, y)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from numbers import Integral, Real
 from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from uqbench_adapters._validation import check_variational_params
 from uqbench_adapters.torch._base import (
     _CHUNK_FLOATS,
     HomoscedasticNoise,
@@ -280,21 +280,7 @@ class VariationalAdapter(TorchAdapter):
     # -- validation ----------------------------------------------------------------------
     def _validate_params(self) -> None:
         super()._validate_params()
-        if self.prior not in ("gaussian", "mixture"):
-            raise ValueError(f"prior must be 'gaussian' or 'mixture', got {self.prior!r}")
-        for name in ("prior_std", "prior_std1", "prior_std2", "init_std"):
-            value = getattr(self, name)
-            if not _is_real(value) or not 0.0 < float(value) < math.inf:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not _is_real(self.prior_pi) or not 0.0 < float(self.prior_pi) < 1.0:
-            raise ValueError(f"prior_pi must be in (0, 1), got {self.prior_pi!r}")
-        if not _is_real(self.kl_weight) or not 0.0 <= float(self.kl_weight) < math.inf:
-            raise ValueError(f"kl_weight must be a finite number >= 0, got {self.kl_weight!r}")
-        w = self.kl_warmup_epochs
-        if isinstance(w, bool) or not isinstance(w, Integral) or w < 0:
-            raise ValueError(f"kl_warmup_epochs must be an int >= 0, got {w!r}")
-        if not isinstance(self.heteroscedastic, bool):
-            raise ValueError(f"heteroscedastic must be a bool, got {self.heteroscedastic!r}")
+        check_variational_params(self)
 
     def _hetero(self) -> bool:
         return self.heteroscedastic and self.task_ == "regression"
@@ -381,6 +367,3 @@ class VariationalAdapter(TorchAdapter):
         self._check_fitted()
         return {"first": self.model_.layers[0].loc, "last": self.model_.layers[-1].loc}
 
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)

@@ -336,9 +336,15 @@ def _run_in_workers(
         try:
             while (queue or pending) and not suspects:
                 while queue and len(pending) < jobs:
-                    cell = queue.pop(0)
-                    progress.cell_started(cell)
-                    pending[pool.submit(_worker_run, cell)] = cell
+                    cell = queue[0]
+                    try:
+                        future = pool.submit(_worker_run, cell)
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        break
+                    progress.cell_started(queue.pop(0))
+                    pending[future] = cell
+                if not pending:  # the pool broke before taking any cell: start a new one
+                    break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     try:
