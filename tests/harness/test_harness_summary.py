@@ -70,3 +70,42 @@ def test_summary_of_a_real_run_has_a_table_per_dataset(tmp_path, catalog, tiny_s
     assert text.index("toy-reg (regression)") < text.index("toy-cls (classification)")
     assert "epi. ratio far" in text and "epi. ratio noise" in text and "epi. ratio shifted" in text
     assert "no failed cells" in text
+
+
+def test_autoencoders_get_their_own_table_after_the_datasets_task():
+    rows = [
+        store.make_row("det", "d", 0, "test", "accuracy_score", 0.9),
+        store.make_row("vae", "d", 0, "test", "elbo_score", -25.0),
+        store.make_row("vae", "d", 0, "ood:x", "auroc_neg_elbo", 0.8),
+    ]
+    results = pd.DataFrame(rows)
+    vae = {**_rec("vae", 0), "mode": "reconstruction"}
+    cells = _cells(vae, {**_rec("det", 0), "mode": "classification"})
+    header, body = summary.dataset_table(results, cells, "d", mode="reconstruction")
+    assert [r[0] for r in body] == ["vae"]
+    assert header[2:5] == ["ELBO", "log p(x) IWAE", "latent k-NN acc."]
+    assert body[0][2] == "-25" and "AUROC -ELBO x" in header and body[0][header.index("AUROC -ELBO x")] == "0.8"
+    header, body = summary.dataset_table(results, cells, "d")
+    assert [r[0] for r in body] == ["det"] and header[2] == "accuracy"
+    text = summary.summary_text(results, cells)
+    assert text.index("d (classification)") < text.index("d (reconstruction)")
+
+
+def test_parity_renderable_shows_intervals_flags_and_ratios():
+    from uqbench.parity import parity_table
+
+    rows = []
+    for seed, (a, b) in enumerate([(0.90, 0.80), (0.91, 0.80), (0.92, 0.81)]):
+        rows += [store.make_row("bbb", "d", seed, "test", "accuracy_score", a),
+                 store.make_row("tfp-bbb", "d", seed, "test", "accuracy_score", b),
+                 store.make_row("bbb", "d", seed, "fit", "fit_wall_seconds", 1.0),
+                 store.make_row("tfp-bbb", "d", seed, "fit", "fit_wall_seconds", 4.0),
+                 store.make_row("bbb", "d", seed, "test", "brier_loss", 0.1),  # not a key metric
+                 store.make_row("tfp-bbb", "d", seed, "test", "brier_loss", 0.1)]
+    table = parity_table(pd.DataFrame(rows))
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(summary.parity_renderable(table))
+    text = buf.getvalue()
+    assert "accuracy_score" in text and "*" in text  # +0.107 with a tight interval excludes 0
+    assert "ratio 0.25" in text
+    assert "brier_loss" not in text
