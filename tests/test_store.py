@@ -35,6 +35,8 @@ def test_rows_roundtrip_exactly(run_dir):
                                error='ValueError: bad, "quoted" value'))
     store.append_rows(run_dir, rows[:3])
     store.append_rows(run_dir, rows[3:])
+    for key in ("a__d__3", "b__d__0"):
+        store.write_cell(run_dir, key, {"status": "ok"})
     df = store.load_results(run_dir)
     assert tuple(df.columns) == store.COLUMNS and len(df) == len(rows)
     assert df["seed"].dtype == np.int64 and df["schema_version"].dtype == np.int64
@@ -53,6 +55,7 @@ def test_empty_results_have_the_columns(run_dir):
 
 def test_load_results_refuses_unknown_row_version(run_dir):
     store.append_rows(run_dir, [store.make_row("a", "d", 0, "test", "m", 1.0)])
+    store.write_cell(run_dir, "a__d__0", {"status": "ok"})
     with open(run_dir / store.RESULTS_CSV, "a") as f:
         f.write("7,a,d,0,test,m,1.0,nan,nan,ok,\n")
     with pytest.raises(store.SchemaVersionError, match=r"schema version '7'.*reads only version 1"):
@@ -92,6 +95,11 @@ def test_keep_rows_of_drops_unfinished_and_torn_rows(run_dir):
                                 store.make_row("b", "d", 0, "test", "m", 3.0)])
     with open(run_dir / store.RESULTS_CSV, "a") as f:
         f.write("1,a,d,0,test,m2,4.")  # torn last line
+    for key in ("a__d__0", "b__d__0"):
+        store.write_cell(run_dir, key, {"status": "ok"})
+    # A reader before any resume already sees only finished cells' whole rows ...
+    assert list(store.load_results(run_dir)["value"]) == [1.0, 3.0]
+    # ... and a resume removes the others from the file.
     dropped = store.keep_rows_of(run_dir, {store.cell_key("a", "d", 0), store.cell_key("b", "d", 0)})
     assert dropped == 2
     df = store.load_results(run_dir)

@@ -45,6 +45,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _memory(text: str) -> int:
+    """``4G``, ``500M``, ``1.5GiB`` or a plain number of MiB -> bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not match:
+        raise argparse.ArgumentTypeError(f"must be a size such as 4G, 500M or 2048 (MiB), got {text!r}")
+    value = float(match[1]) * _UNITS[match[2] or "M"]
+    if value < 2**20:
+        raise argparse.ArgumentTypeError(f"must be at least 1M, got {text!r}")
+    return int(value)
+
+
 def _name_list(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -74,16 +100,53 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help=f"parent of the new run directory (default: {DEFAULT_OUT})")
     run.add_argument("--resume", metavar="DIR", help="finish the run in DIR: redo only its unfinished cells")
     run.add_argument(
-        "--jobs",
+        "--executor",
+        choices=("serial", "process", "ray"),
+        help="where cells run: serial (this process), process (worker processes; the default) "
+        "or ray (Ray tasks; needs uqbench[ray])",
+    )
+    run.add_argument(
+        "--workers",
         type=_positive_int,
         metavar="N",
-        help="run cells in N worker processes (default: one per usable CPU; 1 gives the cleanest timings)",
+        help="cells in flight at once (default: one per usable CPU; 1 gives the cleanest timings)",
+    )
+    run.add_argument("--jobs", type=_positive_int, metavar="N", dest="workers", help=argparse.SUPPRESS)
+    run.add_argument("--ray-address", metavar="ADDR", help="connect to this Ray cluster (default: start a local one)")
+    run.add_argument(
+        "--cell-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fail a cell that runs longer than this (its worker is stopped and replaced)",
+    )
+    run.add_argument(
+        "--cell-memory",
+        type=_memory,
+        metavar="SIZE",
+        help="fail a cell whose worker grows past this resident memory, e.g. 4G or 500M",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --resume: also redo the cells that failed",
     )
     run.add_argument(
         "--probe",
         action="store_true",
         default=None,
         help="also measure the gradient variance of the training loss at batch sizes 32/128/512",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="suite file (.toml or .json) of Suite keys; its `base` key or --suite names the "
+        "built-in suite it overrides; the flags above override the file",
+    )
+    run.add_argument(
+        "--metrics",
+        type=_name_list,
+        metavar="M,N",
+        help="record only these metrics (names from `uqbench list`; patterns like 'coverage_*' allowed)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -93,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write RUN_DIR/index.html, the self-contained HTML report")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `uqbench run`")
     rep.set_defaults(func=cmd_report)
+    from uqbench import compare
+
+    compare.add_parser(sub)
     return parser
 
 
@@ -100,21 +166,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _suite_from_args(args: argparse.Namespace) -> Any:
-    from uqbench.suites import get_suite
+    """The suite of a new run: --config (over its base, or over --suite) or --suite (default
+    quick), then the flags --adapters, --datasets, ... on top."""
+    from uqbench.suites import get_suite, load_suite_file
 
-    suite = get_suite(args.suite or "quick")
+    if args.config:
+        suite = load_suite_file(args.config, base=args.suite)
+    else:
+        suite = get_suite(args.suite or "quick")
     changes: dict[str, Any] = {}
+    if args.metrics:
+        changes["metrics"] = args.metrics
     if args.adapters:
         changes["adapters"] = args.adapters
     if args.datasets:
         changes["datasets"] = args.datasets
-    if args.seeds:
+    if args.seeds:  # every dataset, including those the suite gives their own seeds
         changes["seeds"] = tuple(range(args.seeds))
+        changes["dataset_seeds"] = {}
     if args.samples:
         changes["n_samples"] = args.samples
     if args.probe and "probe" not in suite.steps:
         changes["steps"] = (*suite.steps, "probe")
     return suite.replace(**changes) if changes else suite
+
+
+_SUITE_FLAGS = ("suite", "config", "adapters", "datasets", "seeds", "samples", "metrics", "out", "probe")
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    """--resume DIR: DIR's run.json is readable, no flag tries to change its suite, and its
+    cells/ holds only cells of that suite (not records copied from another run)."""
+    from uqbench import store
+
+    suite = store.read_run_json(args.resume).get("suite") or {}
+    name = suite.get("name", "?")
+    conflicting = [f"--{flag}" for flag in _SUITE_FLAGS if getattr(args, flag) is not None]
+    if conflicting:
+        raise UserError(
+            f"--resume continues {args.resume}, a run of suite {name!r}, with its own configuration; "
+            f"drop {', '.join(conflicting)}"
+        )
+    from uqbench.suites import Suite
+
+    resolved = Suite.from_dict(suite)
+    adapters, datasets = resolved.adapters or (), resolved.datasets
+
+    def belongs(key: str, cell: dict[str, Any]) -> bool:
+        adapter, dataset, seed = cell.get("adapter"), cell.get("dataset"), cell.get("seed")
+        return (
+            adapter in adapters
+            and dataset in datasets
+            and isinstance(seed, int)
+            and seed in resolved.seeds_for(dataset)
+            and resolved.runs_on(adapter, dataset)
+            and key == store.cell_key(adapter, dataset, seed)
+        )
+
+    foreign = [key for key, cell in store.read_cells(args.resume).items() if not belongs(key, cell)]
+    if foreign:
+        raise UserError(
+            f"{os.path.join(args.resume, store.CELLS_DIR)} holds {len(foreign)} record(s) that are not cells "
+            f"of this run's suite {name!r} (e.g. {foreign[0]}.json), copied from another run? "
+            "Move them out, then resume"
+        )
 
 
 def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
@@ -124,17 +239,13 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
 
     argv = sys.argv if args.argv is None else ["uqbench", *args.argv]
     if args.resume:
-        conflicting = [
-            f"--{name.replace('_', '-')}"
-            for name in ("suite", "adapters", "datasets", "seeds", "samples", "out", "probe")
-            if getattr(args, name) is not None
-        ]
-        if conflicting:
-            raise UserError(
-                f"--resume continues a run with its own configuration; drop {', '.join(conflicting)}"
-            )
-        run = runner.prepare_resume(args.resume, catalog=catalog, data_dir=args.data_dir)
+        _check_resume(args)
+        run = runner.prepare_resume(
+            args.resume, catalog=catalog, data_dir=args.data_dir, retry_failed=args.retry_failed
+        )
     else:
+        if args.retry_failed:
+            raise UserError("--retry-failed needs --resume RUN_DIR (the run whose failed cells to redo)")
         run = runner.prepare(
             _suite_from_args(args),
             out=args.out or DEFAULT_OUT,
@@ -149,8 +260,19 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     verb = "resuming" if run.resumed else "run directory:"
     print(f"{verb} {run_dir}", flush=True)
     progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
+    executor = args.executor or ("process" if run.catalog.is_default() else "serial")
+    workers = args.workers or (_default_workers() if executor != "serial" else 1)
     try:
-        result = runner.execute(run, progress=progress, argv=argv, jobs=args.jobs or _default_jobs(run))
+        result = runner.execute(
+            run,
+            progress=progress,
+            argv=argv,
+            executor=executor,
+            workers=workers,
+            cell_timeout=args.cell_timeout,
+            cell_memory=args.cell_memory,
+            ray_address=args.ray_address,
+        )
     except UserError as exc:  # e.g. a data file that cannot be read, found mid-run
         raise UserError(f"{exc} (fix it, then: uqbench run --resume {run_dir})") from exc
     except KeyboardInterrupt:
@@ -163,6 +285,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
         return EXIT_INTERRUPTED
     _print_summary(console, run_dir, result.cells)
     _print_parity(console, run_dir)
+    _write_tables(run_dir)
     _write_report(run_dir)
     if result.failures:
         print(f"uqbench: {len(result.failures)} cell(s) failed (listed above)", file=sys.stderr)
@@ -184,10 +307,8 @@ def _print_summary(console: Any, run_dir: os.PathLike[str], cells: dict[str, Any
     console.print(f"results: {os.path.join(run_dir, store.RESULTS_CSV)}", highlight=False)
 
 
-def _default_jobs(run: Any) -> int:
-    """One worker per usable CPU (cells are single-threaded); 1 with an injected catalog."""
-    if not run.catalog.is_default():
-        return 1
+def _default_workers() -> int:
+    """One worker per usable CPU (cells are single-threaded)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -214,10 +335,30 @@ def _print_parity(console: Any, run_dir: os.PathLike[str]) -> None:
 def _write_report(run_dir: os.PathLike[str]) -> None:
     from uqbench.report import write_report
 
-    print(f"report: {write_report(run_dir)}", flush=True)
+    try:
+        path = write_report(run_dir)
+    except OSError as exc:  # e.g. `uqbench report` on a read-only run directory
+        if not str(exc.filename or "").endswith((".html", ".html.tmp")):
+            raise
+        raise UserError(f"cannot write {exc.filename}: {exc.strerror or exc}") from exc
+    print(f"report: {path}", flush=True)
+
+
+def _write_tables(run_dir: os.PathLike[str]) -> None:
+    """The papers' layout (paper_table.md/.csv) and, with an HMC reference in the run, the
+    posterior-fidelity tables (fidelity.md/.csv)."""
+    from uqbench.fidelity import write_fidelity
+    from uqbench.paper_table import write_paper_tables
+
+    for path in write_paper_tables(run_dir)[:1]:
+        print(f"paper table: {path}", flush=True)
+    path = write_fidelity(run_dir)
+    if path is not None:
+        print(f"posterior fidelity (vs hmc): {path}", flush=True)
 
 
 def cmd_report(args: argparse.Namespace, catalog: Any = None) -> int:
+    _write_tables(args.run_dir)
     _write_report(args.run_dir)
     return EXIT_OK
 

@@ -17,8 +17,10 @@ and the one-line reason in ``error``. Skipped (not applicable) cells have no row
 Every record carries ``schema_version``; readers refuse versions they do not know
 (:class:`SchemaVersionError`) instead of guessing. JSON files and ``.npz`` archives are
 written to a temporary name and renamed, so a crash never leaves half a file under the
-real name; ``results.csv`` is appended with a flush and fsync per cell, and rows of cells
-without a cell file are dropped when the run is resumed (:func:`keep_rows_of`).
+real name; ``results.csv`` is appended with a flush and fsync per cell *before* the
+cell file, which is the cell's atomic commit: :func:`load_results` reads only rows of
+cells that have one (so a crash mid-cell, or a line cut short, is never read back as a
+result), and a resume drops those rows from the file (:func:`keep_rows_of`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,14 @@ class NotARunDirError(UserError):
     """A path is not a uqbench run directory."""
 
 
+class StoreWriteError(UserError):
+    """A run directory file cannot be written (permissions, disk full, read-only)."""
+
+
+def _cannot_write(path: Path, exc: OSError) -> StoreWriteError:
+    return StoreWriteError(f"cannot write {path}: {exc.strerror or exc}")
+
+
 def _check_version(version: Any, what: str) -> None:
     if version != SCHEMA_VERSION:
         raise SchemaVersionError(
@@ -122,11 +132,14 @@ def require_run_dir(path: str | os.PathLike[str]) -> Path:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # the old file, if any, is untouched
+        raise _cannot_write(path, exc) from exc
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
@@ -218,12 +231,15 @@ def append_rows(run_dir: Path, rows: Iterable[Mapping[str, Any]]) -> int:
         n += 1
     path = Path(run_dir) / RESULTS_CSV
     new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", encoding="utf-8", newline="") as f:
-        if new:
-            f.write(",".join(COLUMNS) + "\n")
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8", newline="") as f:
+            if new:
+                f.write(",".join(COLUMNS) + "\n")
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a torn last line is dropped on resume (keep_rows_of)
+        raise _cannot_write(path, exc) from exc
     return n
 
 
@@ -244,7 +260,7 @@ def keep_rows_of(run_dir: Path, keys: set[str]) -> int:
     if tuple(header) != COLUMNS:
         raise SchemaVersionError(f"{path}: unexpected header {header}; expected {list(COLUMNS)}")
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
-    kept = [r for r in body if len(r) == len(COLUMNS) and cell_key(r[i_ad], r[i_ds], int(r[i_seed])) in keys]
+    kept = [r for r in body if len(r) == len(COLUMNS) and _row_key(r, i_ad, i_ds, i_seed) in keys]
     if len(kept) == len(body):
         return 0
     buf = io.StringIO()
@@ -275,23 +291,43 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     path = run_dir / RESULTS_CSV
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
-    na = ["nan", "NaN", ""]
-    df = pd.read_csv(
-        path,
-        dtype={c: str for c in COLUMNS if c not in _FLOAT_COLUMNS},
-        keep_default_na=False,
-        na_values={c: na for c in _FLOAT_COLUMNS},
-    )
-    if tuple(df.columns) != COLUMNS:
-        raise SchemaVersionError(f"{path}: unexpected columns {list(df.columns)}; expected {list(COLUMNS)}")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = (rows[0], rows[1:]) if rows else ([], [])
+    if tuple(header) != COLUMNS:
+        raise SchemaVersionError(f"{path}: unexpected columns {header}; expected {list(COLUMNS)}")
+    # Only rows of finished cells are results: a cell's rows are appended before its
+    # cell file, so rows without one (a crash mid-cell, a line cut short) are not read.
+    finished = _finished_keys(run_dir)
+    i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
+    body = [r for r in body if len(r) == len(COLUMNS) and _row_key(r, i_ad, i_ds, i_seed) in finished]
+    df = pd.DataFrame(body, columns=list(COLUMNS), dtype=object)
     bad = sorted(set(df["schema_version"]) - {str(SCHEMA_VERSION)})
     if bad:
         _check_version(bad[0], f"{path} (rows)")
     df["schema_version"] = df["schema_version"].astype("int64")
     df["seed"] = df["seed"].astype("int64")
     for c in _FLOAT_COLUMNS:
-        df[c] = df[c].astype("float64")
+        try:
+            df[c] = np.array([float(v) if v else math.nan for v in df[c]], dtype=np.float64)
+        except ValueError as exc:
+            raise UserError(f"{path}: column {c!r} holds a value that is not a number ({exc})") from exc
+    for c in COLUMNS:
+        if c not in _FLOAT_COLUMNS and c not in ("schema_version", "seed"):
+            df[c] = df[c].astype(str)
     return df
+
+
+def _finished_keys(run_dir: Path) -> set[str]:
+    directory = Path(run_dir) / CELLS_DIR
+    return {p.stem for p in directory.glob("*.json")} if directory.is_dir() else set()
+
+
+def _row_key(row: list[str], i_ad: int, i_ds: int, i_seed: int) -> str | None:
+    try:
+        return cell_key(row[i_ad], row[i_ds], int(row[i_seed]))
+    except ValueError:
+        return None
 
 
 def _dtype(column: str) -> str:
@@ -306,6 +342,14 @@ def _dtype(column: str) -> str:
 def write_cell(run_dir: Path, key: str, record: Mapping[str, Any]) -> None:
     """Write the cell file; call only after the cell's rows and arrays are on disk."""
     write_json(Path(run_dir) / CELLS_DIR / f"{key}.json", record)
+
+
+def forget_cell(run_dir: str | os.PathLike[str], key: str) -> None:
+    """Un-finish cell ``key``: remove its marker first (then its arrays); its rows are
+    dropped by the next :func:`keep_rows_of`, so a crash in between loses nothing."""
+    run_dir = Path(run_dir)
+    (run_dir / CELLS_DIR / f"{key}.json").unlink(missing_ok=True)
+    (run_dir / ARRAYS_DIR / f"{key}.npz").unlink(missing_ok=True)
 
 
 def read_cells(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -9,8 +9,10 @@ from _dummies.adapters import (
     FailingAdapter,
     InterruptOnNthFit,
     NaNAdapter,
+    NegativeScaleAdapter,
     NoisyAdapter,
     ReconstructionDummy,
+    UnnormalizedProbsAdapter,
     WrongShapeAdapter,
 )
 from _dummies.datasets import DATASETS, load_toy_cls, load_toy_reg
@@ -38,8 +40,10 @@ __all__ = [
     "FailingAdapter",
     "InterruptOnNthFit",
     "NaNAdapter",
+    "NegativeScaleAdapter",
     "NoisyAdapter",
     "ReconstructionDummy",
+    "UnnormalizedProbsAdapter",
     "WrongShapeAdapter",
     "load_toy_cls",
     "load_toy_reg",

@@ -91,6 +91,27 @@ class WrongShapeAdapter(NoisyAdapter):
         return super().sample_predictive(X[:-1], n_samples=n_samples, seed=seed)
 
 
+class NegativeScaleAdapter(NoisyAdapter):
+    """Regression only; flips the sign of one draw's scale."""
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"regression"})
+
+    def sample_predictive(self, X: np.ndarray, *, n_samples: int, seed: int):
+        s = super().sample_predictive(X, n_samples=n_samples, seed=seed)
+        s.scale[0, 0, 0] = -s.scale[0, 0, 0]
+        return s
+
+
+class UnnormalizedProbsAdapter(NoisyAdapter):
+    """Classification only; probabilities that sum to 0.5 per point."""
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
+
+    def sample_predictive(self, X: np.ndarray, *, n_samples: int, seed: int):
+        s = super().sample_predictive(X, n_samples=n_samples, seed=seed)
+        return ClassificationSamples(0.5 * s.probs)
+
+
 class ReconstructionDummy:
     """A 'autoencoder' reconstructing with noise; latent = first two inputs plus noise."""
 

@@ -1,4 +1,4 @@
-"""`--jobs N`: cells in worker processes give the same numbers as one process."""
+"""`--workers N`: cells in worker processes give the same numbers as one process."""
 
 from __future__ import annotations
 
@@ -22,29 +22,48 @@ def _values(run_dir):
 def test_two_workers_match_one_process(tmp_path, capsys):
     args = ["run", "--adapters", "deterministic,mc-dropout,bayes-linear", "--datasets", "toy-gap",
             "--seeds", "2", "--samples", "8"]
-    assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    assert main([*args, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0, capsys.readouterr().err
+    assert main([*args, "--executor", "serial", "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--workers", "2", "--out", str(tmp_path / "two")]) == 0, capsys.readouterr().err
     (one,), (two,) = (tmp_path / "one").iterdir(), (tmp_path / "two").iterdir()
     a, b = _values(one), _values(two)
     assert len(a) > 100
     assert a.index.equals(b.index)
     assert ((a == b) | (a.isna() & b.isna())).all()
     assert len(store.read_cells(two)) == 6
-    assert store.read_run_json(two)["sessions"][0]["jobs"] == 2
+    session = store.read_run_json(two)["sessions"][0]
+    assert (session["executor"], session["workers"]) == ("process", 2)
 
 
-def test_jobs_needs_the_default_catalog(tmp_path, catalog, tiny_suite):
-    run = prepare(tiny_suite, out=tmp_path, catalog=catalog)
-    with pytest.raises(ValueError, match="default catalog"):
-        execute(run, jobs=2)
+def test_an_injected_catalog_runs_in_worker_processes(tmp_path, catalog, tiny_suite):
+    one = execute(prepare(tiny_suite, out=tmp_path / "one", catalog=catalog), executor="serial")
+    two = execute(prepare(tiny_suite, out=tmp_path / "two", catalog=catalog), executor="process", workers=2)
+    assert one.exit_code == two.exit_code == 0
+    a, b = _values(one.run_dir), _values(two.run_dir)
+    assert a.index.equals(b.index) and ((a == b) | (a.isna() & b.isna())).all()
 
 
-def test_bad_jobs_value(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--jobs", "0"], "--jobs"),
+        (["--cell-timeout", "-1"], "--cell-timeout"),
+        (["--cell-memory", "lots"], "--cell-memory"),
+        (["--executor", "spark"], "--executor"),
+    ],
+)
+def test_bad_executor_options(tmp_path, capsys, args, flag):
     with pytest.raises(SystemExit) as exc:
-        main(["run", "--jobs", "0", "--out", str(tmp_path)])
+        main(["run", *args, "--out", str(tmp_path)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--jobs" in err[0]
+    assert len(err) == 1 and flag in err[0] and err[0].startswith("uqbench: error:")
+
+
+def test_retry_failed_needs_resume(tmp_path, capsys):
+    assert main(["run", "--retry-failed", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--retry-failed needs --resume" in err[0]
 
 
 def test_quick_suite_is_the_default():

@@ -92,18 +92,23 @@ class Dataset:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Loaders are the only producers; these checks catch their bugs, not user input.
+        # Loaders are the only producers: these checks catch their bugs (a ValueError, which
+        # the harness records as failed cells), while loaders report bad files themselves
+        # (DataFormatError, naming the file). Checked: dtypes and shapes, matching feature
+        # counts, non-empty train and test splits, finite values, labels in 0..n_classes-1.
         n_features = _check_inputs(f"{self.name}: X_train", self.X_train, None)
         _check_inputs(f"{self.name}: X_test", self.X_test, n_features)
         for split, X, y in (
             ("train", self.X_train, self.y_train),
             ("test", self.X_test, self.y_test),
         ):
-            _check_targets(f"{self.name}: y_{split}", y, self.task, len(X))
+            if len(X) == 0:
+                raise ValueError(f"{self.name}: the {split} split is empty (0 rows)")
+            _check_targets(f"{self.name}: y_{split}", y, self.task, len(X), self.n_classes)
         for key, ood in self.ood.items():
             _check_inputs(f"{self.name}: ood[{key!r}].X", ood.X, n_features)
             if ood.y is not None:
-                _check_targets(f"{self.name}: ood[{key!r}].y", ood.y, self.task, len(ood.X))
+                _check_targets(f"{self.name}: ood[{key!r}].y", ood.y, self.task, len(ood.X), self.n_classes)
         if self.plot_grid is not None:
             _check_inputs(f"{self.name}: plot_grid", self.plot_grid, n_features)
         if self.image_shape is not None and int(np.prod(self.image_shape)) != n_features:
@@ -120,11 +125,19 @@ def _check_inputs(what: str, X: Any, n_features: int | None) -> int:
     if not isinstance(X, np.ndarray) or X.dtype != np.float64 or X.ndim != 2:
         raise ValueError(f"{what} must be a float64 [N, F] array, got {_describe(X)}")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{what} has {X.shape[1]} features, expected {n_features}")
+        raise ValueError(f"{what} has {X.shape[1]} features, expected {n_features} (as X_train)")
+    _check_finite(what, X)
     return X.shape[1]
 
 
-def _check_targets(what: str, y: Any, task: Task, n: int) -> None:
+def _check_finite(what: str, a: np.ndarray) -> None:
+    finite = np.isfinite(a)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise ValueError(f"{what} has {a.size - int(finite.sum())} non-finite values (NaN/inf), the first in row {row}")
+
+
+def _check_targets(what: str, y: Any, task: Task, n: int, n_classes: int | None = None) -> None:
     if task == "classification":
         ok = isinstance(y, np.ndarray) and y.dtype == np.int64 and y.ndim == 1
         expected = "an int64 [N] array"
@@ -135,6 +148,11 @@ def _check_targets(what: str, y: Any, task: Task, n: int) -> None:
         raise ValueError(f"{what} must be {expected}, got {_describe(y)}")
     if len(y) != n:
         raise ValueError(f"{what} has {len(y)} rows, expected {n}")
+    if task != "classification":
+        _check_finite(what, y)
+    elif y.size and (y.min() < 0 or (n_classes is not None and y.max() >= n_classes)):
+        allowed = "0.." + (str(n_classes - 1) if n_classes is not None else "")
+        raise ValueError(f"{what} has labels {int(y.min())}..{int(y.max())}, outside {allowed}")
 
 
 def _describe(a: Any) -> str:

@@ -223,6 +223,8 @@ def _pair(
         raise DataFormatError(
             f"{dataset}: {folder / FILES[part, 'images']} holds {images.shape[1:]} images, expected {IMAGE_SHAPE}"
         )
+    if len(images) == 0:
+        raise DataFormatError(f"{dataset}: {folder / FILES[part, 'images']} holds no images")
     if len(images) != len(labels):
         raise DataFormatError(
             f"{dataset}: {len(images)} images but {len(labels)} labels in {folder} ({part})"
@@ -305,6 +307,11 @@ def load_image_dataset(
         )
         order = rng_split.permutation(len(images))
         n_test = round(T10K_TEST_FRACTION * len(images))
+        if not 0 < n_test < len(images):
+            raise DataFormatError(
+                f"{name}: {folder / FILES['t10k', 'images']} holds {len(images)} image(s), too few "
+                f"for a {1 - T10K_TEST_FRACTION:.0%}/{T10K_TEST_FRACTION:.0%} train/test split"
+            )
         test, train = order[:n_test], order[n_test:]
         train_images, y_train = images[train], labels[train]
         test_images, y_test = images[test], labels[test]
@@ -331,9 +338,10 @@ def load_image_dataset(
         ood_images, verified = load_idx(
             path, image_set=other, expected_magic=MAGIC_IMAGES, dataset=name
         )
-        if ood_images.shape[1:] != IMAGE_SHAPE:
+        if ood_images.shape[1:] != IMAGE_SHAPE or len(ood_images) == 0:
             raise DataFormatError(
-                f"{name}: {path} holds {ood_images.shape[1:]} images, expected {IMAGE_SHAPE}"
+                f"{name}: {path} holds {len(ood_images)} images of shape {ood_images.shape[1:]}, "
+                f"expected at least one of {IMAGE_SHAPE}"
             )
         checksums[f"{other}/{path.name}"] = verified
         ood[other] = OODSet(_flatten(ood_images, shift, divisor), None)

@@ -144,6 +144,14 @@ def _read_raw(short: str, data_dir: str | os.PathLike[str] | None, *, extrapolat
     target = _read_indices(folder / "index_target.txt", dataset=name, n_rows=data.shape[1])
     if target.size != 1:
         raise DataFormatError(f"{name}: {folder / 'index_target.txt'} must name one column")
+    used = np.concatenate([features, target])
+    bad = ~np.isfinite(data[:, used])
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{name}: {data_path} has {int(bad.sum())} non-finite value(s) (NaN/inf) in its input "
+            f"and target columns, the first in data row {row + 1}, column index {used[col]}"
+        )
     return _Raw(name, folder, data[:, features], data[:, target])
 
 

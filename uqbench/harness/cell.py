@@ -31,10 +31,11 @@ its decoded images under ``generate/<name>``.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,9 +137,8 @@ class CellContext:
         for name, o in ds.ood.items():
             split = f"ood:{name}"
             X, y = o.X, o.y
-            if len(X) > MAX_OOD_POINTS:
-                rng = np.random.default_rng(self.seed(f"subset:{split}"))
-                keep = np.sort(rng.choice(len(X), MAX_OOD_POINTS, replace=False))
+            keep = ood_subset(len(X), self.cell.seed, split)
+            if keep is not None:
                 X, y = X[keep], None if y is None else y[keep]
             out.append((split, X, y))
         return out
@@ -147,6 +147,18 @@ class CellContext:
 CellStep = Callable[[CellContext], None]
 
 MAX_OOD_POINTS = 2000
+
+
+def ood_subset(n_points: int, cell_seed: int, split: str) -> np.ndarray | None:
+    """Sorted indices ``[MAX_OOD_POINTS]`` of the OOD points a cell evaluates, None for all.
+
+    Seeded by the cell seed and the split name only, so every adapter's cell of one
+    (dataset, seed) sees the same points.
+    """
+    if n_points <= MAX_OOD_POINTS:
+        return None
+    rng = np.random.default_rng(derive_seed(cell_seed, f"subset:{split}"))
+    return np.sort(rng.choice(n_points, MAX_OOD_POINTS, replace=False))
 
 
 # -- unit conversion and validation ------------------------------------------------------
@@ -438,9 +450,40 @@ def probe_step(ctx: CellContext) -> None:
         ctx.add("probe", name, value)
 
 
+def _is_number(value: Any) -> bool:
+    return np.ndim(value) == 0 and isinstance(value, numbers.Real | np.number | np.bool_)
+
+
+def fidelity_step(ctx: CellContext) -> None:
+    """Keep the predictive draws for the posterior-fidelity post-pass (:mod:`uqbench.fidelity`).
+
+    Regression cells store, per split (``test`` and each ``ood:<name>``), the draws in
+    original target units as float32 ``fidelity/<split>/loc`` and ``fidelity/<split>/scale``
+    ``[S, N, D]``, and ``fidelity/<split>/index`` ``[N]`` when an OOD set was subsampled
+    (:func:`ood_subset`: the same points for every adapter of a (dataset, seed)). Other
+    tasks store nothing. For every task, an adapter's ``diagnostics_`` dict (e.g. an HMC
+    sampler's ``rhat_max``, ``divergences``) gives one row per numeric scalar entry, split
+    ``"diagnostics"``, metric = key; other entries are ignored.
+    """
+    diagnostics = getattr(ctx.adapter, "diagnostics_", None)
+    if isinstance(diagnostics, Mapping):
+        for key, value in diagnostics.items():
+            if _is_number(value):
+                ctx.add("diagnostics", str(key), float(value))
+    if ctx.mode != "regression":
+        return
+    for split, samples in ctx.samples.items():
+        ctx.arrays[f"fidelity/{split}/loc"] = np.asarray(samples.loc, dtype=np.float32)
+        ctx.arrays[f"fidelity/{split}/scale"] = np.asarray(samples.scale, dtype=np.float32)
+        if split.startswith("ood:"):
+            keep = ood_subset(len(ctx.dataset.ood[split[4:]].X), ctx.cell.seed, split)
+            if keep is not None:
+                ctx.arrays[f"fidelity/{split}/index"] = keep
+
+
 # Name -> step for steps a run switches on (Suite.steps). None reserves the name for a
 # step not written yet: suites may list it; it is skipped until it exists.
-OPTIONAL_STEPS: dict[str, CellStep | None] = {"probe": probe_step}
+OPTIONAL_STEPS: dict[str, CellStep | None] = {"probe": probe_step, "fidelity": fidelity_step}
 
 
 def cell_steps(optional: tuple[str, ...] = ()) -> list[tuple[str, CellStep]]:

@@ -8,7 +8,8 @@ By default it uses the entry-point registry, :mod:`uqbench.datasets` and
 
 :func:`plan_run` resolves a :class:`~uqbench.suites.Suite` against a catalog (unknown names,
 missing data directory -> :class:`~uqbench.errors.UserError`) into an ordered tuple of
-cells, each knowing whether and as which task it runs.
+cells, each knowing whether and as which task it runs. :func:`select_metrics` narrows a
+metrics object to a suite's ``metrics`` selection.
 """
 
 from __future__ import annotations
@@ -148,6 +149,13 @@ class Catalog:
             raise AdapterUnavailableError(f"adapter {name!r} declares no tasks")
         return frozenset(tasks)
 
+    def adapter_opt_in(self, name: str) -> bool:
+        """True for adapters run only when asked for (``opt_in = True``, e.g. slow references)."""
+        try:
+            return bool(getattr(self._adapter_factory(name), "opt_in", False))
+        except UserError:
+            return False
+
     def adapter_keywords(self, name: str) -> frozenset[str] | None:
         """Keyword names the adapter's constructor accepts; None when it takes ``**kwargs``."""
         factory = self._adapter_factory(name)
@@ -217,6 +225,12 @@ class Catalog:
         return sources[name]
 
     # -- metrics -------------------------------------------------------------------------
+    def metric_names(self) -> list[str]:
+        """Every metric name the metrics can record (``uqbench.metrics.METRICS``)."""
+        from uqbench.metrics import METRICS
+
+        return list(METRICS)
+
     @property
     def metrics(self) -> Any:
         if self._metrics is None:
@@ -243,6 +257,58 @@ def expand_datasets(patterns: tuple[str, ...], known: list[str]) -> tuple[str, .
             matches = [pattern]
         out += [m for m in matches if m not in out]
     return tuple(out)
+
+
+def expand_metrics(patterns: tuple[str, ...], known: list[str]) -> tuple[str, ...]:
+    """Metric names matching ``patterns`` (plain names or shell patterns), in order.
+
+    Raises
+    ------
+    UserError
+        An unknown name (with the closest known one) or a pattern matching nothing.
+    """
+    out: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matches = [n for n in known if fnmatch.fnmatchcase(n, pattern)]
+            if not matches:
+                raise UserError(f"metric pattern {pattern!r} matches nothing; known metrics: {', '.join(known)}")
+        elif pattern not in known:
+            close = difflib.get_close_matches(pattern, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(f"unknown metric {pattern!r}{hint}; known metrics: {', '.join(known)}")
+        else:
+            matches = [pattern]
+        out += [m for m in matches if m not in out]
+    return tuple(out)
+
+
+class SelectedMetrics:
+    """A metrics object that records only the metrics ``names``.
+
+    ``evaluate`` and ``evaluate_ood`` return only the selected values (computed exactly as
+    without a selection, so they equal a full run's); ``curves`` and ``ood_scores`` (the
+    report's arrays) pass through.
+    """
+
+    def __init__(self, metrics: Any, names: Sequence[str]) -> None:
+        self.selected = frozenset(names)
+        self._metrics = metrics
+        self.curves = metrics.curves
+        scores = getattr(metrics, "ood_scores", None)
+        if scores is not None:
+            self.ood_scores = scores
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return [v for v in self._metrics.evaluate(*args, **kwargs) if v.name in self.selected]
+
+    def evaluate_ood(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return [v for v in self._metrics.evaluate_ood(*args, **kwargs) if v.name in self.selected]
+
+
+def select_metrics(metrics: Any, names: Sequence[str] | None) -> Any:
+    """``metrics`` restricted to ``names`` (a resolved ``Suite.metrics``); None: unchanged."""
+    return metrics if names is None else SelectedMetrics(metrics, names)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None, needed_by: list[str]) -> str | None:
@@ -285,13 +351,20 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
     Raises
     ------
     UserError
-        Unknown adapter or dataset name, an unavailable adapter that was asked for by
-        name, no adapter available, or a missing data directory.
+        Unknown adapter, dataset or metric name, an unavailable adapter that was asked
+        for by name, no adapter available, or a missing data directory.
     """
     datasets = expand_datasets(suite.datasets, catalog.dataset_names())
     sources = [catalog.dataset(name) for name in datasets]
     resolved_dir = resolve_data_dir(data_dir, [s.name for s in sources if s.needs_data_dir])
-    adapters = suite.adapters if suite.adapters is not None else tuple(catalog.available_adapters())
+    metrics = None if suite.metrics is None else expand_metrics(suite.metrics, catalog.metric_names())
+    if suite.adapters is not None:
+        adapters = suite.adapters
+    else:  # every available adapter; opt-in ones (slow references) only when scoped
+        adapters = tuple(
+            a for a in catalog.available_adapters()
+            if a in suite.adapter_datasets or not catalog.adapter_opt_in(a)
+        )
     if not adapters:
         raise UserError("no adapter is available; `uqbench list` shows why")
     for name in (*adapters, *datasets):
@@ -302,14 +375,18 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
         # Constructors only store hyperparameters: building one now turns a typo in
         # adapter_params into one UserError before the run instead of failed cells.
         for dataset in datasets:
+            if not suite.runs_on(name, dataset):
+                continue
             catalog.make_adapter(
                 name, suite.params_for(name, dataset, catalog.adapter_keywords(name))
             )
     cells = []
     for source in sources:
-        for seed in suite.seeds:
+        for seed in suite.seeds_for(source.name):
             for adapter in adapters:
+                if not suite.runs_on(adapter, source.name):
+                    continue
                 mode, reason = cell_mode(tasks[adapter], source.task, source.image)
                 cells.append(Cell(adapter, source.name, seed, mode, reason))
-    resolved = suite.replace(adapters=tuple(adapters), datasets=datasets)
+    resolved = suite.replace(adapters=tuple(adapters), datasets=datasets, metrics=metrics)
     return Plan(resolved, tuple(cells), resolved_dir)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,9 +28,8 @@ from typing import Any, Protocol
 
 from uqbench import store
 from uqbench.errors import UserError
-from uqbench.harness.cell import CellOutcome, cell_steps, one_line, run_cell
-from uqbench.harness.grid import Catalog, Cell, Plan, plan_run
-from uqbench.harness.timing import one_thread, warm_up_frameworks
+from uqbench.harness.cell import CellOutcome, one_line, run_cell
+from uqbench.harness.grid import Catalog, Cell, Plan, plan_run, select_metrics
 from uqbench.suites import Suite
 
 
@@ -148,8 +147,13 @@ def prepare_resume(
     *,
     catalog: Catalog | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    retry_failed: bool = False,
 ) -> Run:
-    """Re-plan the run in ``run_dir`` from its ``run.json`` (data dir may be overridden)."""
+    """Re-plan the run in ``run_dir`` from its ``run.json`` (data dir may be overridden).
+
+    ``retry_failed``: also redo the cells that finished as failed (their records and rows
+    are removed first; the rows go when :func:`execute` starts).
+    """
     run_dir = store.require_run_dir(run_dir)
     record = store.read_run_json(run_dir)
     if "suite" not in record:
@@ -157,6 +161,10 @@ def prepare_resume(
     suite = Suite.from_dict(record["suite"])
     catalog = catalog or Catalog()
     plan = plan_run(suite, catalog=catalog, data_dir=data_dir or record.get("data_dir"))
+    if retry_failed:
+        for key, cell in store.read_cells(run_dir).items():
+            if cell.get("status") == "failed":
+                store.forget_cell(run_dir, key)
     return Run(run_dir, plan, catalog, resumed=True)
 
 
@@ -217,7 +225,7 @@ def _run_one(
         cell,
         dataset=dataset,
         make_adapter=lambda: run.catalog.make_adapter(cell.adapter, params),
-        metrics=run.catalog.metrics,
+        metrics=select_metrics(run.catalog.metrics, suite.metrics),
         n_samples=suite.n_samples,
         n_bootstrap=suite.n_bootstrap,
         steps=steps,
@@ -229,7 +237,12 @@ def execute(
     *,
     progress: ProgressHook | None = None,
     argv: Sequence[str] | None = None,
-    jobs: int = 1,
+    executor: str | None = None,
+    workers: int | None = None,
+    cell_timeout: float | None = None,
+    cell_memory: int | None = None,
+    ray_address: str | None = None,
+    jobs: int | None = None,
 ) -> RunResult:
     """Run every unfinished cell of ``run``; return all finished cells.
 
@@ -237,23 +250,43 @@ def execute(
     ``KeyboardInterrupt`` (or any other escaping exception) is recorded in ``run.json``
     and re-raised; everything already written stays valid.
 
-    ``jobs > 1`` runs cells in that many worker processes (each single-threaded, as
-    cells always are); this process alone writes the run directory, cell by cell. Each
-    cell is still timed in its own process, but cells on neighbouring cores share memory
-    bandwidth: use ``jobs=1`` for the cleanest timings. Needs the default catalog (the
-    entry-point registry), which workers rebuild.
+    Parameters
+    ----------
+    executor : ``"serial"`` (this process), ``"process"`` (spawned worker processes) or
+        ``"ray"`` (Ray tasks); see :mod:`uqbench.harness.executors`. Default: ``serial``
+        for one worker, else ``process``.
+    workers : cells in flight at once (default 1).
+    cell_timeout, cell_memory : per-cell limits in seconds and bytes (process and ray).
+    ray_address : an existing Ray cluster (None: start a local one).
+    jobs : the older name of ``workers``.
+
+    Whatever the executor, this process alone writes the run directory, cell by cell.
+    Cells on neighbouring cores share memory bandwidth: use one worker for the cleanest
+    timings.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise UserError(f"jobs must be an integer >= 1, got {jobs!r}")
+    from uqbench.harness import executors
+
+    if workers is None:
+        workers = 1 if jobs is None else jobs
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UserError(f"workers must be an integer >= 1, got {workers!r}")
+    for name, value in (("cell_timeout", cell_timeout), ("cell_memory", cell_memory)):
+        if value is not None and not value > 0:
+            raise UserError(f"{name} must be > 0, got {value!r}")
     progress = progress or NullProgress()
     run_dir, plan = run.run_dir, run.plan
     finished = store.read_cells(run_dir)
     store.keep_rows_of(run_dir, set(finished))
     todo = [c for c in plan.cells if c.key not in finished]
     step_names = _enabled_steps(plan.suite)
-    jobs = min(jobs, max(1, sum(c.applicable for c in todo)))
-    if jobs > 1 and not run.catalog.is_default():
-        raise ValueError("jobs > 1 needs the default catalog (workers rebuild it from the registry)")
+    if executor is None:
+        executor = "serial" if workers == 1 and cell_timeout is None and cell_memory is None else "process"
+    runner = executors.make_executor(
+        executor, workers=workers, cell_timeout=cell_timeout, cell_memory=cell_memory, ray_address=ray_address
+    )
+    spec = executors.WorkerSpec(run_dir, plan, step_names, run.catalog)
+    if executor != "serial":
+        _check_picklable(spec)
     session: dict[str, Any] = {
         "id": len(store.read_run_json(run_dir).get("sessions", [])),
         "started": _now(),
@@ -262,7 +295,11 @@ def execute(
         "command": list(sys.argv if argv is None else argv),
         "resumed": run.resumed,
         "cells_todo": len(todo),
-        "jobs": jobs,
+        "executor": executor,
+        "workers": workers,
+        "jobs": workers,
+        "cell_timeout": cell_timeout,
+        "cell_memory": cell_memory,
         "status": "running",
     }
     _update_run_json(run_dir, session, "running")
@@ -270,12 +307,8 @@ def execute(
     status = "crashed"
     progress.start(len(plan.cells), len(plan.cells) - len(todo))
     try:
-        if jobs == 1:
-            outcomes = _run_here(run, todo, step_names, progress)
-        else:
-            outcomes = _run_in_workers(run, todo, step_names, progress, jobs)
-        for cell, outcome, started, ended in outcomes:
-            record = _write_cell(run, cell, outcome, started, ended)
+        for n_written, (cell, outcome, started, ended) in enumerate(runner.run(spec, todo, progress.cell_started)):
+            record = _write_cell(run, cell, outcome, started, ended, n_written)
             finished[cell.key] = record
             progress.cell_finished(cell, record)
         status = "complete"
@@ -292,147 +325,54 @@ def execute(
     return RunResult(run_dir, store.read_cells(run_dir), status)
 
 
+def _check_picklable(spec: Any) -> None:
+    """Worker processes get the catalog by pickle: say so plainly when it cannot be."""
+    import pickle
+
+    try:
+        pickle.dumps(spec)
+    except Exception as exc:
+        raise UserError(
+            "this catalog cannot be sent to worker processes (its adapters, datasets and "
+            f"metrics must be importable module-level objects): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _enabled_steps(suite: Suite) -> tuple[str, ...]:
     return tuple(s for s in suite.steps if s in _steps_note(suite)["enabled"])
 
 
-_Done = tuple[Cell, CellOutcome, str, str]
+# Fault injection for the crash-safety tests: UQBENCH_FAULT="<point>:<n>" SIGKILLs this
+# process at <point> of writing the n-th cell of the session (0-based). Points, in order:
+# before_rows, torn_rows (half a row line on disk), after_rows, after_arrays, after_cell.
+_FAULT_ENV = "UQBENCH_FAULT"
 
 
-def _run_here(run: Run, todo: list[Cell], step_names: tuple[str, ...], progress: ProgressHook) -> Iterator[_Done]:
-    """Cells one after another in this process (a generator: each is written before the next runs)."""
-    steps = cell_steps(step_names)
-    cache = _DatasetCache(run.catalog, run.plan.data_dir)
-    broken: dict[str, str] = {}
-    with one_thread():
-        if any(c.applicable for c in todo):
-            broken = run.catalog.warm_up(sorted({c.adapter for c in todo if c.applicable}))
-            warm_up_frameworks()
-        for cell in todo:
-            progress.cell_started(cell)
-            started = _now()
-            outcome = _run_one(cell, run, cache, steps, broken)
-            yield cell, outcome, started, _now()
-
-
-def _run_in_workers(
-    run: Run, todo: list[Cell], step_names: tuple[str, ...], progress: ProgressHook, jobs: int
-) -> Iterator[_Done]:
-    """Cells in ``jobs`` spawned worker processes, yielded in the order they finish.
-
-    A worker that dies (out of memory, a segfault in native code) breaks the pool without
-    saying which cell killed it: the cells that were in flight are then re-run one at a
-    time, each in a fresh single-worker pool, so only the culprit is recorded as failed
-    and the run (or its resume) goes on.
-    """
-    from concurrent.futures import FIRST_COMPLETED, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    queue = list(todo)
-    while queue:
-        suspects: list[Cell] = []
-        pool = _new_pool(run, step_names, jobs)
-        pending: dict[Any, Cell] = {}
-        try:
-            while (queue or pending) and not suspects:
-                while queue and len(pending) < jobs:
-                    cell = queue[0]
-                    try:
-                        future = pool.submit(_worker_run, cell)
-                    except BrokenProcessPool:  # a worker died since the last wait
-                        break
-                    progress.cell_started(queue.pop(0))
-                    pending[future] = cell
-                if not pending:  # the pool broke before taking any cell: start a new one
-                    break
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    try:
-                        outcome, started, ended = future.result()
-                    except BrokenProcessPool:
-                        suspects = list(pending.values())
-                        break
-                    yield pending.pop(future), outcome, started, ended
-        except BaseException:
-            _stop_workers(pool)
-            raise
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        for cell in suspects:
-            yield _run_isolated(run, step_names, cell)
-
-
-def _run_isolated(run: Run, step_names: tuple[str, ...], cell: Cell) -> _Done:
-    """One cell in its own worker: a dead worker now names its cell."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    pool = _new_pool(run, step_names, 1)
-    try:
-        outcome, started, ended = pool.submit(_worker_run, cell).result()
-        return cell, outcome, started, ended
-    except BrokenProcessPool:
-        reason = "the worker process running this cell died (killed, out of memory, or a native crash)"
-        return cell, _failed(cell, "worker", reason), _now(), _now()
-    except BaseException:
-        _stop_workers(pool)
-        raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _new_pool(run: Run, step_names: tuple[str, ...], jobs: int) -> Any:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")  # never fork a process that holds torch
-    init = (run.run_dir, run.plan, step_names)
-    return ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=init)
-
-
-def _stop_workers(pool: Any) -> None:
-    """Terminate a pool's workers now (they ignore SIGINT, and shutdown would wait for them)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(run_dir: Path, plan: Plan, step_names: tuple[str, ...]) -> None:
+def _fault(point: str, n_written: int, run_dir: Path) -> None:
+    spec = os.environ.get(_FAULT_ENV)
+    if not spec or spec != f"{point}:{n_written}":
+        return
     import signal
 
-    from threadpoolctl import threadpool_limits
-
-    from uqbench.harness.timing import CELL_THREADS
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    run = Run(Path(run_dir), plan, Catalog(), resumed=False)
-    _WORKER.update(
-        run=run, steps=cell_steps(step_names), cache=_DatasetCache(run.catalog, plan.data_dir), broken={}
-    )
-    # Load every adapter module now (imports torch), then set threads and warm up.
-    for name in plan.suite.adapters or ():
-        run.catalog.adapter_tasks(name)
-    _WORKER["limits"] = threadpool_limits(limits=CELL_THREADS)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(CELL_THREADS)
-    _WORKER["broken"] = run.catalog.warm_up(plan.suite.adapters or ())
-    warm_up_frameworks()
+    if point == "torn_rows":
+        with open(run_dir / store.RESULTS_CSV, "a", encoding="utf-8") as f:
+            f.write("1,torn-adapter,toy")  # a row cut short, as a kill mid-write leaves it
+            f.flush()
+            os.fsync(f.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _worker_run(cell: Cell) -> tuple[CellOutcome, str, str]:
-    started = _now()
-    outcome = _run_one(cell, _WORKER["run"], _WORKER["cache"], _WORKER["steps"], _WORKER["broken"])
-    return outcome, started, _now()
-
-
-def _write_cell(run: Run, cell: Cell, outcome: CellOutcome, started: str, ended: str) -> dict[str, Any]:
+def _write_cell(
+    run: Run, cell: Cell, outcome: CellOutcome, started: str, ended: str, n_written: int = 0
+) -> dict[str, Any]:
     """Append the cell's rows and arrays, then its json (the completion marker, last)."""
+    _fault("before_rows", n_written, run.run_dir)
+    _fault("torn_rows", n_written, run.run_dir)
     store.append_rows(run.run_dir, outcome.rows)
+    _fault("after_rows", n_written, run.run_dir)
     if outcome.arrays:
         store.write_arrays(run.run_dir, cell.key, outcome.arrays)
+    _fault("after_arrays", n_written, run.run_dir)
     record = {
         "adapter": cell.adapter,
         "dataset": cell.dataset,
@@ -450,15 +390,18 @@ def _write_cell(run: Run, cell: Cell, outcome: CellOutcome, started: str, ended:
         "traceback": outcome.traceback,
     }
     store.write_cell(run.run_dir, cell.key, record)
+    _fault("after_cell", n_written, run.run_dir)
     return record
 
 
+_EXECUTE_OPTIONS = ("progress", "executor", "workers", "cell_timeout", "cell_memory", "ray_address", "jobs")
+
+
 def run_suite(suite: Suite, **kwargs: Any) -> RunResult:
-    """``execute(prepare(suite, ...))``; ``progress`` goes to :func:`execute`."""
-    progress = kwargs.pop("progress", None)
-    jobs = kwargs.pop("jobs", 1)
+    """``execute(prepare(suite, ...))``; execution options go to :func:`execute`."""
+    options = {k: kwargs.pop(k) for k in _EXECUTE_OPTIONS if k in kwargs}
     run = prepare(suite, **kwargs)
-    return execute(run, progress=progress, argv=kwargs.get("argv"), jobs=jobs)
+    return execute(run, argv=kwargs.get("argv"), **options)
 
 
 # -- progress displays -------------------------------------------------------------------

@@ -3,8 +3,9 @@
 ``evaluate`` / ``evaluate_ood`` compute every metric of one cell with a seeded bootstrap
 95% interval (for reconstruction also pass the inputs, ``X`` / ``X_in`` and ``X_ood``);
 ``curves`` gives the report's calibration arrays; ``METRICS`` names and defines everything
-they emit. Naming: ``*_score`` higher is better, ``*_error`` and
-``*_loss`` lower is better.
+they emit. ``predictive_wasserstein``, ``epistemic_sd_ratio`` and ``predictive_sd_ratio``
+compare a regression predictive with a reference one (e.g. HMC), per input. Naming:
+``*_score`` higher is better, ``*_error`` and ``*_loss`` lower is better.
 """
 
 from uqbench.metrics._bootstrap import MetricValue, bootstrap_interval
@@ -18,6 +19,13 @@ from uqbench.metrics._classification import (
     reliability_curve,
 )
 from uqbench.metrics._evaluate import curves, evaluate, evaluate_ood, ood_scores
+from uqbench.metrics._fidelity import (
+    epistemic_sd_ratio,
+    normal_atoms,
+    predictive_sd,
+    predictive_sd_ratio,
+    predictive_wasserstein,
+)
 from uqbench.metrics._ood import aupr_score, auroc_score, epistemic_ratio, fpr_at_tpr_error
 from uqbench.metrics._reconstruction import (
     elbo,
@@ -81,6 +89,7 @@ __all__ = [
     "elbo",
     "elbo_per_point",
     "epistemic_ratio",
+    "epistemic_sd_ratio",
     "evaluate",
     "evaluate_ood",
     "evaluate_reconstruction",
@@ -101,8 +110,12 @@ __all__ = [
     "mixture_cdf",
     "mixture_nll_loss",
     "mixture_quantile",
+    "normal_atoms",
     "ood_scores",
     "picp",
+    "predictive_sd",
+    "predictive_sd_ratio",
+    "predictive_wasserstein",
     "reconstruction_bce",
     "reconstruction_mse",
     "regression_ood_scores",
