@@ -184,6 +184,7 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
     if args.seeds:  # every dataset, including those the suite gives their own seeds
         changes["seeds"] = tuple(range(args.seeds))
         changes["dataset_seeds"] = {}
+        changes["adapter_seeds"] = {}
     if args.samples:
         changes["n_samples"] = args.samples
     if args.probe and "probe" not in suite.steps:
@@ -219,7 +220,7 @@ def _check_resume(args: argparse.Namespace) -> None:
             and dataset in datasets
             and isinstance(seed, int)
             and seed in resolved.seeds_for(dataset)
-            and resolved.runs_on(adapter, dataset)
+            and resolved.runs_on(adapter, dataset, seed)
             and key == store.cell_key(adapter, dataset, seed)
         )
 

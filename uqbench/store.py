@@ -298,9 +298,9 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
         raise SchemaVersionError(f"{path}: unexpected columns {header}; expected {list(COLUMNS)}")
     # Only rows of finished cells are results: a cell's rows are appended before its
     # cell file, so rows without one (a crash mid-cell, a line cut short) are not read.
-    finished = _finished_keys(run_dir)
+    finished = _finished_cells(run_dir)
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
-    body = [r for r in body if len(r) == len(COLUMNS) and _row_key(r, i_ad, i_ds, i_seed) in finished]
+    body = [r for r in body if len(r) == len(COLUMNS) and (r[i_ad], r[i_ds], r[i_seed]) in finished]
     df = pd.DataFrame(body, columns=list(COLUMNS), dtype=object)
     bad = sorted(set(df["schema_version"]) - {str(SCHEMA_VERSION)})
     if bad:
@@ -318,9 +318,16 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def _finished_keys(run_dir: Path) -> set[str]:
-    directory = Path(run_dir) / CELLS_DIR
-    return {p.stem for p in directory.glob("*.json")} if directory.is_dir() else set()
+def _finished_cells(run_dir: Path) -> set[tuple[str, str, str]]:
+    """(adapter, dataset, seed as text) of every cell with a cell file."""
+    out = set()
+    for key, record in read_cells(run_dir).items():
+        if {"adapter", "dataset", "seed"} <= record.keys():
+            out.add((str(record["adapter"]), str(record["dataset"]), str(record["seed"])))
+        else:  # a bare marker: its name says which cell it is
+            adapter, dataset, seed = [*key.rsplit("__", 2), "", "", ""][:3]
+            out.add((adapter, dataset, seed))
+    return out
 
 
 def _row_key(row: list[str], i_ad: int, i_ds: int, i_seed: int) -> str | None:

@@ -96,6 +96,8 @@ class Suite:
         cells on other datasets are left out of the grid (e.g. the slow ``hmc`` reference
         on the small problems only). With ``adapters`` None, an opt-in adapter (class
         attribute ``opt_in = True``, such as ``hmc``) joins the grid only when named here.
+    adapter_seeds : adapter name -> the only seeds it runs (of each dataset's seeds), e.g.
+        the HMC reference on the first splits only.
     """
 
     name: str
@@ -111,6 +113,7 @@ class Suite:
     metrics: tuple[str, ...] | None = None
     dataset_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     adapter_datasets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    adapter_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Normalise containers so suites built from JSON (lists) equal hand-written ones.
@@ -138,6 +141,9 @@ class Suite:
         set_(self, "adapter_datasets", {
             str(k): _names(f"adapter_datasets[{k!r}]", v) for k, v in self.adapter_datasets.items()
         })
+        if not isinstance(self.adapter_seeds, Mapping):
+            raise SuiteError(f"adapter_seeds must map adapter names to seed lists, got {self.adapter_seeds!r}")
+        set_(self, "adapter_seeds", {str(k): _seed_list(f"adapter_seeds[{k!r}]", v) for k, v in self.adapter_seeds.items()})
         _positive_int("n_samples", self.n_samples)
         _positive_int("n_bootstrap", self.n_bootstrap)
         if not isinstance(self.adapter_params, Mapping) or not all(
@@ -221,6 +227,7 @@ class Suite:
             "metrics": None if self.metrics is None else list(self.metrics),
             "dataset_seeds": {k: list(v) for k, v in self.dataset_seeds.items()},
             "adapter_datasets": {k: list(v) for k, v in self.adapter_datasets.items()},
+            "adapter_seeds": {k: list(v) for k, v in self.adapter_seeds.items()},
         }
 
     def seeds_for(self, dataset: str) -> tuple[int, ...]:
@@ -230,10 +237,12 @@ class Suite:
                 return seeds
         return self.seeds
 
-    def runs_on(self, adapter: str, dataset: str) -> bool:
-        """False when ``adapter_datasets`` restricts ``adapter`` to other datasets."""
+    def runs_on(self, adapter: str, dataset: str, seed: int | None = None) -> bool:
+        """False when ``adapter_datasets`` / ``adapter_seeds`` leave this cell out."""
         patterns = self.adapter_datasets.get(adapter)
-        return patterns is None or any(fnmatch.fnmatchcase(dataset, p) for p in patterns)
+        if patterns is not None and not any(fnmatch.fnmatchcase(dataset, p) for p in patterns):
+            return False
+        return seed is None or adapter not in self.adapter_seeds or seed in self.adapter_seeds[adapter]
 
     def replace(self, **changes: Any) -> Suite:
         """A copy with some fields changed (validated like a new suite)."""
@@ -300,6 +309,7 @@ STANDARD = Suite(
     n_samples=100,
     adapters=None,
     adapter_datasets={"hmc": _HMC_DATASETS},
+    adapter_seeds={"hmc": (0, 1, 2)},
     # toy-gap at the HMC reference's size (one hidden layer of 50), so the posterior
     # fidelity compares like with like. mnist-t10k: at the default lr 1e-2 for 100
     # epochs a deterministic MLP reaches 94% accuracy with NLL 2.8 (wildly

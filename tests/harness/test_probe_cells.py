@@ -33,7 +33,11 @@ def test_run_with_probe_stores_gradient_variance(tmp_path, capsys):
 
 
 def test_probe_conflicts_with_resume(tmp_path, capsys):
-    assert main(["run", "--resume", str(tmp_path), "--probe"]) == 2
+    args = ["--adapters", "bayes-linear", "--datasets", "toy-gap", "--seeds", "1", "--samples", "4"]
+    assert main(["run", *args, "--executor", "serial", "--out", str(tmp_path)]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run_dir), "--probe"]) == 2
     assert "drop --probe" in capsys.readouterr().err
 
 

@@ -73,7 +73,7 @@ def make_run(
         for a in cell_adapters:
             deterministic = a == "deterministic"
             for s in seeds:
-                cell = {"adapter": a, "dataset": d, "seed": s}
+                cell = {"schema_version": 1, "adapter": a, "dataset": d, "seed": s}
                 if (a, d, s) in failures:
                     rows.append(dict(schema_version=1, adapter=a, dataset=d, seed=s, split="fit", metric="",
                                      value=math.nan, ci_low=math.nan, ci_high=math.nan, status="failed",

@@ -384,7 +384,7 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
     for source in sources:
         for seed in suite.seeds_for(source.name):
             for adapter in adapters:
-                if not suite.runs_on(adapter, source.name):
+                if not suite.runs_on(adapter, source.name, seed):
                     continue
                 mode, reason = cell_mode(tasks[adapter], source.task, source.image)
                 cells.append(Cell(adapter, source.name, seed, mode, reason))
