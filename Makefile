@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 SUITE  ?= quick
 ARGS   ?=
 
-.PHONY: run test install lint bench clean-venv
+.PHONY: run test install lint bench bench-ratios regress regress-baseline clean-venv
 
 run: $(STAMP)
 	$(VENV)/bin/uqbench run --suite $(SUITE) --out reports $(ARGS)
@@ -34,8 +34,38 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
 	touch $@
 
+# asv benchmarks in this venv (asv.conf.json: "environment_type": "existing"): speed, peak
+# memory and quality (track_) of every adapter, recorded under HEAD's hash (the working
+# tree as it is: commit first) in .asv/results, then the HTML in .asv/html. Installs the
+# bench extra on top of EXTRAS. ASV_ARGS passes options on, e.g. ASV_ARGS='--bench track_'.
+# The HTML is published even when some benchmarks failed; the exit status is asv run's.
+ASV_ARGS ?=
+bench:
+	$(MAKE) --no-print-directory install EXTRAS=$(EXTRAS),bench
+	$(VENV)/bin/asv machine --yes >/dev/null
+	status=0; $(VENV)/bin/asv run -E existing:same --set-commit-hash=$$(git rev-parse HEAD) $(ASV_ARGS) || status=$$?; \
+	$(VENV)/bin/asv publish && exit $$status
+
+# The regression gate against the checked-in baseline run (reports/baseline): the quick
+# suite, serially so that timings compare with the baseline's, then `uqbench compare`
+# (exit 1 on a significant regression). COMPARE_ARGS passes options, e.g. --format markdown.
+COMPARE_ARGS ?=
+regress: $(STAMP)
+	rm -rf reports/regress
+	$(VENV)/bin/uqbench run --suite quick --executor serial --out reports/regress $(ARGS)
+	$(VENV)/bin/uqbench compare reports/baseline reports/regress/run-*-quick $(COMPARE_ARGS)
+
+# Replace the baseline (commit it when a change is meant to move the numbers); only what
+# `compare` reads is kept: run.json, results.csv, cells/.
+regress-baseline: $(STAMP)
+	rm -rf reports/regress-new
+	$(VENV)/bin/uqbench run --suite quick --executor serial --out reports/regress-new $(ARGS)
+	rm -rf reports/baseline
+	mv reports/regress-new/run-*-quick reports/baseline
+	rm -rf reports/regress-new reports/baseline/arrays reports/baseline/index.html
+
 # Speed ratios measured within one process each (see README "Speed").
-bench: $(STAMP)
+bench-ratios: $(STAMP)
 	$(PY) -m benchmarks.bench_variational
 	$(PY) -m benchmarks.bench_ensemble
 

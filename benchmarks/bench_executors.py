@@ -19,7 +19,7 @@ from uqbench import store
 from uqbench.harness import run_suite
 from uqbench.suites import Suite
 
-# 8 cells of similar cost (about 2-3 s each on one core): long enough that start-up is an
+# 8 cells of similar cost (about 6-8 s each on one core): long enough that start-up is an
 # overhead, not the measurement.
 GRID = Suite(
     name="scaling",
@@ -27,7 +27,7 @@ GRID = Suite(
     seeds=(0, 1, 2, 3),
     n_samples=20,
     adapters=("deterministic", "mc-dropout"),
-    dataset_params={"toy-gap": {"epochs": 200}},
+    dataset_params={"toy-gap": {"epochs": 1000}},
     n_bootstrap=20,
 )
 
