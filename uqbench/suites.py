@@ -286,9 +286,10 @@ _UCI_PROTOCOL = {
 # The standard suite's UCI sets: the eight of the published tables, without protein (45k
 # rows, 5 splits), which stays available by name.
 _STANDARD_UCI = tuple(f"uci-{n}" for n in _UCI_NAMES if n != "protein")
-# HMC is exact but slow: it runs on the problems small enough for NUTS, on their first
-# splits (see README, "The HMC reference").
-_HMC_DATASETS = ("toy-gap", "uci-yacht", "uci-boston")
+# HMC is exact but slow (about 17 CPU-minutes per fit in Pyro): it runs on toy-gap, where
+# its chains converge, splits 0-2. On yacht and boston the default chains do not converge
+# (function-space R-hat 1.09-1.6), so they are no reference there (README, "The HMC reference").
+_HMC_DATASETS = ("toy-gap",)
 
 STANDARD = Suite(
     name="standard",

@@ -58,5 +58,6 @@ def test_standard_suite_follows_the_published_uci_protocol():
     assert "uci-protein" not in STANDARD.datasets
     for name in ("boston", "concrete", "energy", "kin8nm", "naval", "power", "wine", "yacht"):
         assert STANDARD.dataset_params[f"uci-{name}"] == {"hidden": (50,), "epochs": 40, "batch_size": 128}
-    assert STANDARD.runs_on("hmc", "uci-yacht", 1) and not STANDARD.runs_on("hmc", "uci-kin8nm", 0)
+    assert STANDARD.runs_on("hmc", "toy-gap", 1) and not STANDARD.runs_on("hmc", "toy-gap", 3)
+    assert not STANDARD.runs_on("hmc", "uci-kin8nm", 0)
     assert set(STANDARD.steps) == {"probe", "fidelity"}

@@ -94,6 +94,8 @@ class WorkerState:
             spec.catalog.adapter_tasks(name)
         if own_process:  # the serial executor limits threads itself, for the run only
             set_worker_threads()
+            # Adapters that cache expensive fits (hmc) keep them with the run.
+            os.environ.setdefault("UQBENCH_CACHE_DIR", str(Path(spec.run_dir) / "cache"))
         self.broken = spec.catalog.warm_up(list(adapters))
         from uqbench.harness.timing import warm_up_frameworks
 
