@@ -239,6 +239,11 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     from uqbench.harness import runner
 
     argv = sys.argv if args.argv is None else ["uqbench", *args.argv]
+    # Executor options are checked before any run directory is created or touched.
+    from uqbench.harness.executors import make_executor
+
+    make_executor(*_executor_choice(args, catalog is None), cell_timeout=args.cell_timeout,
+                  cell_memory=args.cell_memory, ray_address=args.ray_address, check_only=True)
     if args.resume:
         _check_resume(args)
         run = runner.prepare_resume(
@@ -261,8 +266,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     verb = "resuming" if run.resumed else "run directory:"
     print(f"{verb} {run_dir}", flush=True)
     progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
-    executor = args.executor or ("process" if run.catalog.is_default() else "serial")
-    workers = args.workers or (_default_workers() if executor != "serial" else 1)
+    executor, workers = _executor_choice(args, run.catalog.is_default())
     try:
         result = runner.execute(
             run,
@@ -306,6 +310,12 @@ def _print_summary(console: Any, run_dir: os.PathLike[str], cells: dict[str, Any
     with open(os.path.join(run_dir, store.SUMMARY_TXT), "w", encoding="utf-8") as f:
         f.write(text)
     console.print(f"results: {os.path.join(run_dir, store.RESULTS_CSV)}", highlight=False)
+
+
+def _executor_choice(args: argparse.Namespace, default_catalog: bool) -> tuple[str, int]:
+    """(executor, workers): process with one worker per CPU, unless given (or a test catalog)."""
+    executor = args.executor or ("process" if default_catalog else "serial")
+    return executor, args.workers or (_default_workers() if executor != "serial" else 1)
 
 
 def _default_workers() -> int:

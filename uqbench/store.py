@@ -291,14 +291,15 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     path = run_dir / RESULTS_CSV
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
+    # Only rows of finished cells are results: a cell's rows are appended before its
+    # cell file, so rows without one (a crash mid-cell, a line cut short, a cell being
+    # written while we read) are not read. The cells are listed first for that reason.
+    finished = _finished_cells(run_dir)
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     header, body = (rows[0], rows[1:]) if rows else ([], [])
     if tuple(header) != COLUMNS:
         raise SchemaVersionError(f"{path}: unexpected columns {header}; expected {list(COLUMNS)}")
-    # Only rows of finished cells are results: a cell's rows are appended before its
-    # cell file, so rows without one (a crash mid-cell, a line cut short) are not read.
-    finished = _finished_cells(run_dir)
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
     body = [r for r in body if len(r) == len(COLUMNS) and (r[i_ad], r[i_ds], r[i_seed]) in finished]
     df = pd.DataFrame(body, columns=list(COLUMNS), dtype=object)

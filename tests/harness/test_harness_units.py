@@ -32,7 +32,8 @@ def test_builtin_suites():
     assert quick.datasets == ("toy-gap", "digits") and quick.seeds == (0, 1, 2)
     assert quick.n_samples == 50 and quick.adapters is None
     assert standard.seeds == (0, 1, 2, 3, 4) and standard.n_samples == 100
-    assert "uci-*" in standard.datasets and "mnist-t10k" in standard.datasets
+    assert "uci-kin8nm" in standard.datasets and "uci-yacht-extrapolate" in standard.datasets
+    assert "mnist-t10k" in standard.datasets and "uci-protein" not in standard.datasets
     assert "probe" in standard.steps
     with pytest.raises(UserError, match="unknown suite 'nope'; known suites: quick, standard"):
         get_suite("nope")

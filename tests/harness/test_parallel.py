@@ -69,3 +69,19 @@ def test_retry_failed_needs_resume(tmp_path, capsys):
 def test_quick_suite_is_the_default():
     assert get_suite("quick").datasets == ("toy-gap", "digits")
     assert Catalog().is_default()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--executor", "serial", "--workers", "4"], "one cell at a time"),
+        (["--executor", "serial", "--cell-timeout", "5"], "--cell-timeout"),
+        (["--executor", "process", "--ray-address", "auto"], "--ray-address needs --executor ray"),
+    ],
+)
+def test_executor_options_are_checked_before_a_run_directory_exists(tmp_path, capsys, args, words):
+    out = tmp_path / "runs"
+    assert main(["run", "--adapters", "bayes-linear", "--datasets", "toy-gap", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert not out.exists() or not any(out.iterdir())

@@ -143,10 +143,10 @@ def rss_bytes(pid: int | str = "self") -> int | None:
 class Watchdog(threading.Thread):
     """Ends this process when its RSS exceeds ``memory_limit`` or its parent has died."""
 
-    def __init__(self, memory_limit: int | None, *, watch_parent: bool) -> None:
+    def __init__(self, memory_limit: int | None, *, parent: int | None) -> None:
         super().__init__(name="uqbench-watchdog", daemon=True)
         self.memory_limit = memory_limit
-        self.parent = os.getppid() if watch_parent else None
+        self.parent = parent
 
     def run(self) -> None:
         while True:
@@ -188,21 +188,30 @@ class SerialExecutor:
     def run(self, spec: WorkerSpec, cells: list[Cell], on_start: OnStart) -> Iterator[Done]:
         from uqbench.harness.timing import one_thread
 
-        with one_thread():
-            state = WorkerState(spec, _adapters_of(spec.plan, cells), own_process=False)
-            for cell in cells:
-                on_start(cell)
-                outcome, started, ended = state.run_cell(cell)
-                yield cell, outcome, started, ended
+        cache = "UQBENCH_CACHE_DIR"
+        before = os.environ.get(cache)
+        os.environ.setdefault(cache, str(Path(spec.run_dir) / "cache"))  # for this run only
+        try:
+            with one_thread():
+                state = WorkerState(spec, _adapters_of(spec.plan, cells), own_process=False)
+                for cell in cells:
+                    on_start(cell)
+                    outcome, started, ended = state.run_cell(cell)
+                    yield cell, outcome, started, ended
+        finally:
+            if before is None:
+                os.environ.pop(cache, None)
 
 
 # -- process pool ---------------------------------------------------------------------------
 
 
-def _worker_main(conn: Any, spec: WorkerSpec, adapters: list[str], memory_limit: int | None) -> None:
+def _worker_main(
+    conn: Any, spec: WorkerSpec, adapters: list[str], memory_limit: int | None, driver: int
+) -> None:
     """A worker process: set up once, then run the cells the driver sends until EOF/None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
-    Watchdog(memory_limit, watch_parent=True).start()
+    Watchdog(memory_limit, parent=driver).start()
     try:
         state = WorkerState(spec, adapters)
     except BaseException as exc:
@@ -254,7 +263,10 @@ class ProcessExecutor:
         context = multiprocessing.get_context("spawn")  # never fork a process that holds torch
         parent, child = context.Pipe(duplex=True)
         process = context.Process(
-            target=_worker_main, args=(child, spec, adapters, self.cell_memory), name="uqbench-worker", daemon=True
+            target=_worker_main,
+            args=(child, spec, adapters, self.cell_memory, os.getpid()),
+            name="uqbench-worker",
+            daemon=True,
         )
         process.start()
         child.close()
@@ -279,49 +291,59 @@ class ProcessExecutor:
         queue = list(cells)
         adapters = _adapters_of(spec.plan, cells)
         n = min(self.workers, max(1, len(queue)))
-        workers = [self._spawn(spec, adapters) for _ in range(n)]
+        workers: list[_Worker] = []
         start_failures = 0
         try:
+            workers += [self._spawn(spec, adapters) for _ in range(n)]
             while queue or any(w.cell is not None for w in workers):
                 for w in workers:  # hand idle, ready workers the next cell
                     if w.ready and w.cell is None and queue:
                         cell = queue.pop(0)
+                        try:
+                            w.conn.send(cell)
+                        except OSError:  # it died since its last message: retry the cell elsewhere
+                            queue.insert(0, cell)
+                            w.ready = False
+                            continue
                         on_start(cell)
                         w.cell, w.since, w.started = cell, time.monotonic(), now()
-                        w.conn.send(cell)
                 handles = [w.conn for w in workers] + [w.process.sentinel for w in workers]
                 ready = set(wait(handles, timeout=_POLL))
                 for i, w in enumerate(workers):
-                    message = None
                     if w.conn in ready:
                         try:
                             message = w.conn.recv()
                         except (EOFError, OSError):
                             message = None
-                    if message is not None:
-                        kind = message[0]
-                        if kind == "ready":
-                            w.ready, start_failures = True, 0
-                        elif kind == "user_error":
-                            w.cell = None
-                            raise UserError(message[1])
-                        elif kind == "init_failed":
-                            raise RuntimeError(f"a worker process could not start: {message[1]}")
-                        elif kind == "done":
-                            _, outcome, started, ended = message
-                            cell, w.cell = w.cell, None
-                            assert cell is not None
-                            yield cell, outcome, started, ended
-                        continue
-                    dead = w.process.sentinel in ready or w.conn in ready
+                        if message is not None:
+                            kind = message[0]
+                            if kind == "ready":
+                                w.ready, start_failures = True, 0
+                            elif kind == "user_error":
+                                w.cell = None
+                                raise UserError(message[1])
+                            elif kind == "init_failed":
+                                raise RuntimeError(f"a worker process could not start: {message[1]}")
+                            elif kind == "done":
+                                _, outcome, started, ended = message
+                                cell, w.cell = w.cell, None
+                                assert cell is not None
+                                yield cell, outcome, started, ended
+                    # Death is judged afresh (not from the stale `ready` set): a worker may
+                    # die right after its last message, while this loop was yielding.
+                    dead = not w.process.is_alive()
                     timed_out = (
-                        w.cell is not None
+                        not dead
+                        and w.cell is not None
                         and self.cell_timeout is not None
                         and time.monotonic() - w.since > self.cell_timeout
+                        and not w.conn.poll(0)  # a result already sent is not a timeout
                     )
                     if not (dead or timed_out):
                         continue
-                    if timed_out and not dead:
+                    if dead and w.cell is not None and w.conn.poll(0):
+                        continue  # read its last result first, next round
+                    if timed_out:
                         _kill(w)
                         reason = f"timed out after {self.cell_timeout:g} s (--cell-timeout); the worker was stopped"
                     else:
@@ -361,7 +383,7 @@ class _CellActor:
 
     def __init__(self, spec: WorkerSpec, adapters: list[str], memory_limit: int | None) -> None:
         if memory_limit is not None:
-            Watchdog(memory_limit, watch_parent=False).start()
+            Watchdog(memory_limit, parent=None).start()
         self.state = WorkerState(spec, adapters)
 
     def ready(self) -> int:
@@ -481,7 +503,11 @@ class RayExecutor:
                             raise UserError(result[1])
                         outcome, started, ended = result
                         yield cell, outcome, started, ended
-                    elif self.cell_timeout is not None and time.monotonic() - slot.since > self.cell_timeout:
+                    elif (
+                        self.cell_timeout is not None
+                        and time.monotonic() - slot.since > self.cell_timeout
+                        and not ray.wait([slot.ref], timeout=0)[0]  # finished meanwhile: not a timeout
+                    ):
                         cell, slot.cell = slot.cell, None
                         ray.kill(slot.actor, no_restart=True)
                         reason = f"timed out after {self.cell_timeout:g} s (--cell-timeout); the Ray worker was stopped"
@@ -504,9 +530,15 @@ class RayExecutor:
         return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
-def make_executor(name: str, **options: Any) -> Any:
-    """The executor ``name`` (one of :data:`EXECUTORS`) with the given options."""
+def make_executor(name: str, workers: int = 1, *, check_only: bool = False, **options: Any) -> Any:
+    """The executor ``name`` (one of :data:`EXECUTORS`) with the given options.
+
+    Raises UserError for options the executor cannot honour (``check_only``: validate only).
+    """
     classes = {"serial": SerialExecutor, "process": ProcessExecutor, "ray": RayExecutor}
     if name not in classes:
         raise UserError(f"unknown executor {name!r}; known executors: {', '.join(EXECUTORS)}")
-    return classes[name](**options)
+    if options.get("ray_address") and name != "ray":
+        raise UserError("--ray-address needs --executor ray")
+    executor = classes[name](workers=workers, **options)
+    return None if check_only else executor
