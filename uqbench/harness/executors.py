@@ -310,11 +310,12 @@ class ProcessExecutor:
                 handles = [w.conn for w in workers] + [w.process.sentinel for w in workers]
                 ready = set(wait(handles, timeout=_POLL))
                 for i, w in enumerate(workers):
+                    exhausted = False  # its pipe is at EOF: nothing more will come
                     if w.conn in ready:
                         try:
                             message = w.conn.recv()
                         except (EOFError, OSError):
-                            message = None
+                            message, exhausted = None, True
                         if message is not None:
                             kind = message[0]
                             if kind == "ready":
@@ -337,11 +338,11 @@ class ProcessExecutor:
                         and w.cell is not None
                         and self.cell_timeout is not None
                         and time.monotonic() - w.since > self.cell_timeout
-                        and not w.conn.poll(0)  # a result already sent is not a timeout
+                        and not _pending(w)  # a result already sent is not a timeout
                     )
                     if not (dead or timed_out):
                         continue
-                    if dead and w.cell is not None and w.conn.poll(0):
+                    if dead and w.cell is not None and not exhausted and _pending(w):
                         continue  # read its last result first, next round
                     if timed_out:
                         _kill(w)
@@ -361,6 +362,14 @@ class ProcessExecutor:
             for w in workers:
                 _kill(w)
                 _close(w)
+
+
+def _pending(worker: _Worker) -> bool:
+    """Whether the worker's pipe has something to read (a message, or EOF)."""
+    try:
+        return bool(worker.conn.poll(0))
+    except (EOFError, OSError):
+        return False
 
 
 def _kill(worker: _Worker) -> None:
