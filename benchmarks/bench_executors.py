@@ -1,4 +1,4 @@
-"""Scaling of the executors: the same 8-cell grid with 1 and 2 workers.
+"""Scaling of the executors: the same 16-cell grid with 1 and 2 workers.
 
 Prints, per executor and worker count, the wall time of the whole grid, the speedup over
 one process worker, and the per-cell overhead: (wall × workers − Σ cell wall) / cells,
@@ -19,12 +19,12 @@ from uqbench import store
 from uqbench.harness import run_suite
 from uqbench.suites import Suite
 
-# 8 cells of similar cost (about 6-8 s each on one core): long enough that start-up is an
+# 16 cells of similar cost (about 6 s each on one core): long enough that start-up is an
 # overhead, not the measurement.
 GRID = Suite(
     name="scaling",
     datasets=("toy-gap",),
-    seeds=(0, 1, 2, 3),
+    seeds=(0, 1, 2, 3, 4, 5, 6, 7),
     n_samples=20,
     adapters=("deterministic", "mc-dropout"),
     dataset_params={"toy-gap": {"epochs": 1000}},
