@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from uqbench import store
 from uqbench.errors import UserError
 from uqbench.harness.cell import CellOutcome, one_line, run_cell
+from uqbench.harness.executors import failed_outcome
 from uqbench.harness.grid import Catalog, Cell, Plan, plan_run, select_metrics
 from uqbench.suites import Suite
 
@@ -204,21 +205,16 @@ class _DatasetCache:
         return self._items[cell.input_scaling]
 
 
-def _failed(cell: Cell, stage: str, reason: str) -> CellOutcome:
-    row = store.make_row(cell.adapter, cell.dataset, cell.seed, stage, "", float("nan"), status="failed", error=reason)
-    return CellOutcome("failed", [row], {}, reason, stage)
-
-
 def _run_one(
     cell: Cell, run: Run, cache: _DatasetCache, steps: list[Any], broken: dict[str, str] | None = None
 ) -> CellOutcome:
     if cell.applicable and broken and cell.adapter in broken:
-        return _failed(cell, "warm_up", broken[cell.adapter])
+        return failed_outcome(cell, "warm_up", broken[cell.adapter])
     if not cell.applicable:
         return run_cell(cell, dataset=None, make_adapter=lambda: None, metrics=None, n_samples=1, n_bootstrap=1)
     dataset = cache.get(cell)
     if isinstance(dataset, Exception):
-        return _failed(cell, "load", one_line(dataset))
+        return failed_outcome(cell, "load", one_line(dataset))
     suite = run.plan.suite
     params = suite.params_for(cell.adapter, cell.dataset, run.catalog.adapter_keywords(cell.adapter))
     return run_cell(
