@@ -48,7 +48,7 @@ from uqbench.paper_table import DASH, format_mean_se, mark_best, markdown_table,
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FIDELITY_METRICS", "fidelity_summary", "fidelity_table", "write_fidelity"]
+__all__ = ["FIDELITY_METRICS", "fidelity_summary", "fidelity_table", "reference_diagnostics", "write_fidelity"]
 
 REFERENCE = "hmc"
 FIDELITY_CSV = "fidelity.csv"
@@ -209,17 +209,35 @@ def fidelity_summary(table: pd.DataFrame) -> pd.DataFrame:
     return wide(fidelity_stats(table), ("metric", "dataset", "split"))
 
 
-def _diagnostics_md(results: pd.DataFrame, reference: str) -> list[str]:
+def reference_diagnostics(results: pd.DataFrame, reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """Range over seeds of the reference's ok ``diagnostics`` rows, one dict per (dataset, diagnostic).
+
+    Keys ``dataset``, ``diagnostic``, ``min`` / ``max`` of the finite values (None if none)
+    and ``seeds`` (rows counted).
+    """
     diag = results[(results["adapter"] == reference) & (results["split"] == DIAGNOSTICS_SPLIT) & (results["status"] == "ok")]
-    if diag.empty:
-        return []
-    rows = []
+    out = []
     for (dataset, metric), g in diag.groupby(["dataset", "metric"], sort=False):
         v = g["value"].to_numpy(dtype=float)
         finite = v[np.isfinite(v)]
-        lo = f"{finite.min():.4g}" if finite.size else DASH
-        hi = f"{finite.max():.4g}" if finite.size else DASH
-        rows.append([dataset, metric, lo, hi, str(len(v))])
+        out.append({
+            "dataset": dataset,
+            "diagnostic": metric,
+            "min": float(finite.min()) if finite.size else None,
+            "max": float(finite.max()) if finite.size else None,
+            "seeds": len(v),
+        })
+    return out
+
+
+def _diagnostics_md(results: pd.DataFrame, reference: str) -> list[str]:
+    diagnostics = reference_diagnostics(results, reference)
+    if not diagnostics:
+        return []
+    rows = [
+        [g["dataset"], g["diagnostic"], *(DASH if g[k] is None else f"{g[k]:.4g}" for k in ("min", "max")), str(g["seeds"])]
+        for g in diagnostics
+    ]
     return [
         "",
         f"## Reference diagnostics ({reference})",

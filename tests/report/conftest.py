@@ -24,6 +24,8 @@ REG_METRICS = {"rmse_error": (0.2, 0.4), "nll_loss": (0.3, 1.0), "crps_loss": (0
                "calibration_error": (0.01, 0.1), "picp_95": (0.85, 0.97), "interval_width_95": (0.8, 1.6),
                "coverage_0.5": (0.4, 0.6)}
 OOD_METRICS = {"epistemic_ratio": (1.0, 30.0), "auroc_epistemic": (0.5, 0.99)}
+FIDELITY_METRICS = {"w1_mean": (0.01, 0.3), "w1_scaled_mean": (0.05, 1.0), "epistemic_sd_ratio_median": (0.1, 2.0),
+                    "epistemic_sd_ratio_mean": (0.1, 2.0), "predictive_sd_ratio_median": (0.5, 1.5)}
 SPEED = {"fit_wall_seconds": (0.2, 3.0), "fit_cpu_seconds": (0.3, 5.0), "fit_peak_rss_mb": (5, 80),
          "n_parameters": (1000, 20000), "sample_seconds_per_draw": (1e-4, 1e-2), "samples_per_second": (1e4, 1e6)}
 
@@ -44,13 +46,16 @@ def make_run(
     ood: bool = True,
     speed: bool = True,
     failures: dict[tuple[str, str, int], str] | None = None,
+    fidelity: bool = True,
     run_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a run directory under ``root`` and return it.
 
     ``failures`` maps (adapter, dataset, seed) -> error message: that cell gets one failed
     row and no measurements. ``latent`` adds a ``vae-digits`` reconstruction dataset for
-    the last adapter; ``ood``/``speed``/``probe``/``arrays`` switch those rows/files off.
+    the last adapter; ``ood``/``speed``/``probe``/``arrays`` switch those rows/files off;
+    ``fidelity`` writes a ``fidelity.csv`` (every ok regression cell against an ``hmc``
+    reference that is not in the run).
     """
     rng = np.random.default_rng(123)
     failures = failures or {}
@@ -104,6 +109,16 @@ def make_run(
                 (run_dir / "cells" / f"{_safe(a)}__{_safe(d)}__{s}.json").write_text(json.dumps({**cell, "task": task, "status": "ok"}))
 
     pd.DataFrame(rows).to_csv(run_dir / "results.csv", index=False)
+    fid_rows = [
+        dict(adapter=a, dataset=d, seed=s, split=split, metric=m, value=float(rng.uniform(lo, hi)))
+        for d in datasets if d.startswith("toy")
+        for a in adapters
+        for s in seeds if (a, d, s) not in failures
+        for split in ("test", *(["ood:gap", "ood:outside"] if ood else []))
+        for m, (lo, hi) in FIDELITY_METRICS.items()
+    ]
+    if fidelity and fid_rows:
+        pd.DataFrame(fid_rows).to_csv(run_dir / "fidelity.csv", index=False)
     run = {
         "schema_version": 1,
         "uqbench_version": "0.1.0",

@@ -16,7 +16,7 @@ from uqbench.report import build_report_data, write_report
 from uqbench.report.data import direction
 from uqbench.report.render import embed_json
 
-ALL_SECTIONS = ("meta", "leaderboard", "calibration", "toy", "ood", "speed", "gradvar", "latent",
+ALL_SECTIONS = ("meta", "leaderboard", "papers", "fidelity", "calibration", "toy", "ood", "speed", "gradvar", "latent",
                 "failures", "definitions")
 
 
@@ -61,7 +61,8 @@ def test_full_run_has_every_section_and_figure(full_page) -> None:
 
 
 def test_sections_absent_without_their_data(make_run_dir, parse_page) -> None:
-    run = make_run_dir(arrays=False, probe=False, latent=False, ood=False, speed=False)
+    # digits only: no regression results, so no papers' table and no fidelity
+    run = make_run_dir(datasets=("digits",), arrays=False, probe=False, latent=False, ood=False, speed=False)
     html, page = _render(run, parse_page)
     assert set(page.sections) == {"meta", "leaderboard", "definitions"}
     assert "<svg" not in html
@@ -70,9 +71,9 @@ def test_sections_absent_without_their_data(make_run_dir, parse_page) -> None:
 
 
 def test_arrays_without_probe_or_latent(make_run_dir, parse_page) -> None:
-    run = make_run_dir(probe=False, latent=False, speed=False)
+    run = make_run_dir(probe=False, latent=False, speed=False, fidelity=False)
     _, page = _render(run, parse_page)
-    assert set(page.sections) == {"meta", "leaderboard", "calibration", "toy", "ood", "definitions"}
+    assert set(page.sections) == {"meta", "leaderboard", "papers", "calibration", "toy", "ood", "definitions"}
 
 
 def test_empty_run_dir_renders_metadata_only(tmp_path: Path, parse_page) -> None:

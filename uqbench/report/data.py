@@ -52,6 +52,9 @@ Inputs (see the run-directory layout in the README):
   ==================================  ============  ============================================
 
 - ``cells/*.json``: ``status`` (``failed`` cells listed with ``reason`` and ``stage``), ``task``.
+- ``fidelity.csv`` (written by ``uqbench run`` / ``uqbench report`` when the run has an HMC
+  reference): the posterior-fidelity section; the papers' tables come from ``results.csv``
+  (:mod:`uqbench.report.tables`).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ import numpy as np
 import pandas as pd
 
 from uqbench.report.figures import adapter_colors
+from uqbench.report.tables import fidelity_section, papers_section
 from uqbench.store import require_run_dir
 
 __all__ = [
@@ -1005,6 +1009,8 @@ def build_report_data(run_dir: str | Path) -> dict[str, Any]:
         "speed": {"tables": speed_tables, "tradeoff": tradeoff} if speed_tables or tradeoff else {},
         "gradvar": gradvar,
         "latent": latent,
+        "papers": papers_section(df, adapters),
+        "fidelity": fidelity_section(run_dir, df, adapters),
         "failures": _failures(df, cell_records),
         "definitions": definitions,
     }

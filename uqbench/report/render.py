@@ -27,6 +27,8 @@ _HEAVY_KEYS = ("pixels", "inputs", "recon_mean", "recon_std")
 SECTIONS = (
     ("meta", "Run"),
     ("leaderboard", "Leaderboard"),
+    ("papers", "Papers' tables"),
+    ("fidelity", "Posterior fidelity"),
     ("calibration", "Calibration"),
     ("toy", "Toy regression"),
     ("ood", "Off-distribution"),
@@ -105,6 +107,8 @@ def render_html(data: dict[str, Any]) -> str:
     present = {
         "meta": True,
         "leaderboard": bool(data["leaderboard"]),
+        "papers": bool(data["papers"]),
+        "fidelity": bool(data["fidelity"]),
         "calibration": bool(data["calibration"]),
         "toy": bool(data["toy"]),
         "ood": bool(data["ood"]),
