@@ -312,14 +312,22 @@ def write_paper_tables(run_dir: str | os.PathLike[str], blocks: Sequence[Block] 
 
     Blocks: RMSE, test LL, calibration error (test split) and, per OOD set, the epistemic
     ratio and the epistemic AUROC (the UCI ``*-extrapolate`` datasets' ``ood:extrapolate``,
-    toy-gap's ``ood:gap`` / ``ood:outside``); blocks without data are left out. Returns the
+    toy-gap's ``ood:gap`` / ``ood:outside``); blocks without data are left out. The markdown
+    ends with our numbers beside the published ones where :mod:`uqbench.published` has
+    them (MC dropout on the UCI sets). Returns the
     paths written; ``[]`` (nothing written) when the run has no regression results.
     """
     run_dir = store.require_run_dir(run_dir)
     stats = paper_stats(store.load_results(run_dir), blocks)
     if stats.empty:
         return []
+    from uqbench.published import published_comparison, published_markdown
+
     md, csv = run_dir / PAPER_MD, run_dir / PAPER_CSV
-    store._write_atomic(md, paper_markdown(stats, blocks).encode("utf-8"))
+    text = paper_markdown(stats, blocks)
+    published = published_markdown(published_comparison(stats))
+    if published:
+        text += "\n" + published
+    store._write_atomic(md, text.encode("utf-8"))
     store._write_atomic(csv, paper_csv(stats).encode("utf-8"))
     return [md, csv]
