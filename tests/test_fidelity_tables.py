@@ -19,9 +19,12 @@ from _dummies import DeterministicDummy, NoisyAdapter, load_toy_cls
 from uqbench import store
 from uqbench.datasets import Dataset, OODSet
 from uqbench.fidelity import (
+    COLUMNS,
     FIDELITY_METRICS,
+    fidelity_markdown,
     fidelity_summary,
     fidelity_table,
+    unconverged_references,
     write_fidelity,
 )
 from uqbench.harness import Catalog, DatasetSource, run_suite
@@ -304,6 +307,7 @@ def test_diagnostics_rows_and_reference_section(dummy_run):
     assert "## Reference diagnostics (ref)" in text
     assert f"| big-ood | rhat_max | {rhat[0]:.4g} | {rhat[1]:.4g} | 2 |" in text
     assert "| big-ood | divergences | 3 | 3 | 2 |" in text
+    assert "Not converged" not in text  # both seeds report converged
     table = fidelity_table(dummy_run, reference="ref")
     assert set(table["adapter"]) == {"noisy", "det"}
     assert set(table["split"]) == {"test", "ood:far", "ood:near"}
@@ -338,3 +342,22 @@ def test_runs_without_regression_or_fidelity_write_nothing(tmp_path):
     assert not any(p.name.startswith(("paper_table", "fidelity")) for p in run_dir.iterdir())
     key = store.cell_key("noisy", "toy-cls", 0)
     assert not any(k.startswith("fidelity/") for k in store.load_arrays(run_dir, key))
+
+
+def test_unconverged_references_are_named():
+    rows = []
+    for seed, (rhat, ess, ok) in enumerate([(1.01, 300.0, 1.0), (1.034, 97.64, 0.0), (1.2, 50.0, 0.0)]):
+        for metric, value in (("rhat_max", rhat), ("ess_bulk_min", ess), ("converged", ok)):
+            rows.append(dict(adapter="hmc", dataset="toy-gap", seed=seed, split="diagnostics", metric=metric,
+                             value=value, status="ok"))
+    rows.append(dict(adapter="bbb", dataset="toy-gap", seed=0, split="diagnostics", metric="converged",
+                     value=0.0, status="ok"))  # not the reference
+    results = pd.DataFrame(rows)
+    assert unconverged_references(results, "hmc") == [
+        "toy-gap seed 1 (rhat_max 1.034, ess_bulk_min 97.64)",
+        "toy-gap seed 2 (rhat_max 1.2, ess_bulk_min 50)",
+    ]
+    assert unconverged_references(results[results["seed"] == 0], "hmc") == []
+    table = pd.DataFrame([("bbb", "toy-gap", s, "test", "w1_mean", 0.1) for s in range(3)], columns=list(COLUMNS))
+    text = fidelity_markdown(table, "hmc", results)
+    assert "**Not converged by the reference's own criterion** (its draws are still used): toy-gap seed 1" in text

@@ -48,7 +48,7 @@ from uqbench.paper_table import DASH, format_mean_se, mark_best, markdown_table,
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FIDELITY_METRICS", "fidelity_summary", "fidelity_table", "reference_diagnostics", "write_fidelity"]
+__all__ = ["FIDELITY_METRICS", "fidelity_summary", "fidelity_table", "reference_diagnostics", "unconverged_references", "write_fidelity"]
 
 REFERENCE = "hmc"
 FIDELITY_CSV = "fidelity.csv"
@@ -230,6 +230,20 @@ def reference_diagnostics(results: pd.DataFrame, reference: str = REFERENCE) -> 
     return out
 
 
+def unconverged_references(results: pd.DataFrame, reference: str = REFERENCE) -> list[str]:
+    """``"<dataset> seed <k> (<diagnostic> <value>, ...)"`` for each reference cell whose own
+    ``converged`` diagnostic is 0: its draws are kept and compared against, so say so."""
+    diag = results[(results["adapter"] == reference) & (results["split"] == DIAGNOSTICS_SPLIT) & (results["status"] == "ok")]
+    out = []
+    for (dataset, seed), g in diag.groupby(["dataset", "seed"], sort=False):
+        values = dict(zip(g["metric"], g["value"].astype(float), strict=False))
+        if values.get("converged", 1.0) != 0.0:
+            continue
+        shown = ", ".join(f"{k} {values[k]:.4g}" for k in ("rhat_max", "ess_bulk_min") if k in values)
+        out.append(f"{dataset} seed {int(seed)}" + (f" ({shown})" if shown else ""))
+    return out
+
+
 def _diagnostics_md(results: pd.DataFrame, reference: str) -> list[str]:
     diagnostics = reference_diagnostics(results, reference)
     if not diagnostics:
@@ -261,6 +275,12 @@ def fidelity_markdown(table: pd.DataFrame, reference: str, results: pd.DataFrame
         f"test / OOD input, averaged per split; mean ± standard error over seeds (n = {seeds}). "
         "Best per row in **bold** (W1: smallest; ratios: closest to 1).",
     ]
+    flagged = [] if results is None else unconverged_references(results, reference)
+    if flagged:
+        out += [
+            "",
+            f"**Not converged by the reference's own criterion** (its draws are still used): {'; '.join(flagged)}.",
+        ]
     for metric, sub in stats.groupby("metric", sort=False):
         table_md = wide(sub, ("dataset", "split"), bold=True, columns=adapters)
         rows = [[ds, sp, *vals] for (ds, sp), vals in zip(table_md.index, table_md.to_numpy().tolist(), strict=True)]

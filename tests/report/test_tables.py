@@ -57,8 +57,8 @@ def test_fidelity_section_matches_csv_and_lists_diagnostics(make_run_dir, parse_
     results = pd.read_csv(run / "results.csv")
     diag = [dict(schema_version=1, adapter="hmc", dataset="toy-gap", seed=s, split="diagnostics",
                  metric=m, value=v, ci_low=math.nan, ci_high=math.nan, status="ok", error="")
-            for s, (rhat, ess) in enumerate([(1.01, 300.0), (1.03, 250.0)])
-            for m, v in (("rhat_function_max", rhat), ("ess_function_min", ess))]
+            for s, (rhat, ess, ok) in enumerate([(1.01, 300.0, 1.0), (1.03, 97.5, 0.0)])
+            for m, v in (("rhat_max", rhat), ("ess_bulk_min", ess), ("converged", ok))]
     pd.concat([results, pd.DataFrame(diag)]).to_csv(run / "results.csv", index=False)
     for s in (0, 1):  # rows count only with their cell's record
         (run / "cells" / f"hmc__toy-gap__{s}.json").write_text(json.dumps(
@@ -86,9 +86,12 @@ def test_fidelity_section_matches_csv_and_lists_diagnostics(make_run_dir, parse_
     assert [b["metric"] for b in fid["blocks"]][:2] == ["w1_mean", "w1_scaled_mean"]
     assert {r["split"] for r in fid["blocks"][0]["rows"]} == {"test", "ood:gap", "ood:outside"}
     assert fid["diagnostics"] == [
-        {"dataset": "toy-gap", "diagnostic": "rhat_function_max", "min": 1.01, "max": 1.03, "seeds": 2},
-        {"dataset": "toy-gap", "diagnostic": "ess_function_min", "min": 250.0, "max": 300.0, "seeds": 2},
+        {"dataset": "toy-gap", "diagnostic": "rhat_max", "min": 1.01, "max": 1.03, "seeds": 2},
+        {"dataset": "toy-gap", "diagnostic": "ess_bulk_min", "min": 97.5, "max": 300.0, "seeds": 2},
+        {"dataset": "toy-gap", "diagnostic": "converged", "min": 0.0, "max": 1.0, "seeds": 2},
     ]
+    assert fid["unconverged"] == ["toy-gap seed 1 (rhat_max 1.03, ess_bulk_min 97.5)"]
+    assert "(its draws are still used): toy-gap seed 1 (rhat_max 1.03, ess_bulk_min 97.5)." in html
     assert "Reference diagnostics (hmc)" in html
 
 

@@ -84,6 +84,7 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
         REFERENCE,
         fidelity_stats,
         reference_diagnostics,
+        unconverged_references,
     )
 
     path = Path(run_dir) / FIDELITY_CSV
@@ -116,5 +117,6 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
         "n_seeds": _seeds(stats),
         "blocks": blocks,
         "diagnostics": reference_diagnostics(results, REFERENCE),
+        "unconverged": unconverged_references(results, REFERENCE),
     }
 
