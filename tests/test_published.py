@@ -42,12 +42,19 @@ def test_comparison_against_a_direct_computation(seed: int) -> None:
     rmse, nll = rng.normal(3.2, 0.8, n), rng.normal(2.5, 0.3, n)
     rows = _results("mc-dropout", "uci-boston", rmse, nll)
     rows += _results("bbb", "uci-boston", rmse + 1, nll + 1)  # no published table for bbb
+    rows += _results("ensemble", "uci-yacht", rmse / 2, nll / 2)
     rows += _results("mc-dropout", "toy-gap", rmse, nll)  # no published row for toy-gap
     cmp = published_comparison(paper_stats(pd.DataFrame(rows)))
     assert list(zip(cmp["method"], cmp["dataset"], cmp["metric"], strict=True)) == [
-        ("mc-dropout", "uci-boston", "RMSE"), ("mc-dropout", "uci-boston", "test LL")]
-    for metric, ours, (pub, sd) in (("RMSE", rmse, (2.97, 0.85)), ("test LL", -nll, (-2.46, 0.25))):
-        row = cmp[cmp["metric"] == metric].iloc[0]
+        ("mc-dropout", "uci-boston", "RMSE"), ("mc-dropout", "uci-boston", "test LL"),
+        ("ensemble", "uci-yacht", "RMSE"), ("ensemble", "uci-yacht", "test LL")]
+    for method, metric, ours, (pub, sd) in (
+        ("mc-dropout", "RMSE", rmse, (2.97, 0.85)),
+        ("mc-dropout", "test LL", -nll, (-2.46, 0.25)),
+        ("ensemble", "RMSE", rmse / 2, (1.58, 0.48)),  # Lakshminarayanan et al. Table 1
+        ("ensemble", "test LL", -nll / 2, (-1.18, 0.21)),  # their NLL 1.18 ± 0.21
+    ):
+        row = cmp[(cmp["metric"] == metric) & (cmp["method"] == method)].iloc[0]
         se_ours = ours.std(ddof=1) / math.sqrt(n)
         se_pub = sd / math.sqrt(20)
         assert row["ours"] == pytest.approx(ours.mean()) and row["n"] == n
