@@ -43,7 +43,15 @@ from uqbench.metrics._fidelity import (
     predictive_sd_ratio,
     predictive_wasserstein,
 )
-from uqbench.paper_table import DASH, format_mean_se, mark_best, markdown_table, mean_se, wide
+from uqbench.paper_table import (
+    DASH,
+    format_mean_se,
+    mark_best,
+    markdown_table,
+    mean_se,
+    seeds_note,
+    wide,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -209,15 +217,19 @@ def fidelity_summary(table: pd.DataFrame) -> pd.DataFrame:
     return wide(fidelity_stats(table), ("metric", "dataset", "split"))
 
 
+def _reference_rows(results: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """The reference's ok rows of split ``diagnostics``."""
+    return results[(results["adapter"] == reference) & (results["split"] == DIAGNOSTICS_SPLIT) & (results["status"] == "ok")]
+
+
 def reference_diagnostics(results: pd.DataFrame, reference: str = REFERENCE) -> list[dict[str, Any]]:
     """Range over seeds of the reference's ok ``diagnostics`` rows, one dict per (dataset, diagnostic).
 
     Keys ``dataset``, ``diagnostic``, ``min`` / ``max`` of the finite values (None if none)
     and ``seeds`` (rows counted).
     """
-    diag = results[(results["adapter"] == reference) & (results["split"] == DIAGNOSTICS_SPLIT) & (results["status"] == "ok")]
     out = []
-    for (dataset, metric), g in diag.groupby(["dataset", "metric"], sort=False):
+    for (dataset, metric), g in _reference_rows(results, reference).groupby(["dataset", "metric"], sort=False):
         v = g["value"].to_numpy(dtype=float)
         finite = v[np.isfinite(v)]
         out.append({
@@ -233,9 +245,8 @@ def reference_diagnostics(results: pd.DataFrame, reference: str = REFERENCE) -> 
 def unconverged_references(results: pd.DataFrame, reference: str = REFERENCE) -> list[str]:
     """``"<dataset> seed <k> (<diagnostic> <value>, ...)"`` for each reference cell whose own
     ``converged`` diagnostic is 0: its draws are kept and compared against, so say so."""
-    diag = results[(results["adapter"] == reference) & (results["split"] == DIAGNOSTICS_SPLIT) & (results["status"] == "ok")]
     out = []
-    for (dataset, seed), g in diag.groupby(["dataset", "seed"], sort=False):
+    for (dataset, seed), g in _reference_rows(results, reference).groupby(["dataset", "seed"], sort=False):
         values = dict(zip(g["metric"], g["value"].astype(float), strict=False))
         if values.get("converged", 1.0) != 0.0:
             continue
@@ -266,8 +277,7 @@ def fidelity_markdown(table: pd.DataFrame, reference: str, results: pd.DataFrame
     """The markdown of ``fidelity.md``: one datasets×splits × adapters block per metric."""
     stats = fidelity_stats(table)
     adapters = list(dict.fromkeys(table["adapter"]))
-    n = stats["n"]
-    seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+    seeds = seeds_note(stats)
     out = [
         f"# Posterior fidelity against `{reference}`",
         "",

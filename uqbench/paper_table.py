@@ -262,7 +262,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, n_la
     return "\n".join(lines)
 
 
-def _seeds_note(stats: pd.DataFrame) -> str:
+def seeds_note(stats: pd.DataFrame) -> str:
+    """``"n"`` or ``"lo–hi"``: the range of the ``n`` column (seeds per entry)."""
     lo, hi = int(stats["n"].min()), int(stats["n"].max())
     return f"{lo}" if lo == hi else f"{lo}–{hi}"
 
@@ -272,7 +273,7 @@ def paper_markdown(stats: pd.DataFrame, blocks: Sequence[Block] = PAPER_BLOCKS) 
     out = [
         "# Regression results: datasets × methods",
         "",
-        f"Mean ± standard error over seeds (s.e. = sample sd / √n; n = {_seeds_note(stats)} "
+        f"Mean ± standard error over seeds (s.e. = sample sd / √n; n = {seeds_note(stats)} "
         "seeds); best mean per row in **bold**; — no finite value. RMSE and test LL in "
         "original target units; test LL = −NLL, the mean over test points of the log "
         "density of the draws' Gaussian mixture (nats).",

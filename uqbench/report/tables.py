@@ -38,20 +38,20 @@ def _block_rows(stats: pd.DataFrame, adapters: Sequence[str]) -> list[dict[str, 
     ]
 
 
-def _seeds(stats: pd.DataFrame) -> str:
-    lo, hi = int(stats["n"].min()), int(stats["n"].max())
-    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+def _columns(stats: pd.DataFrame, adapters: Sequence[str]) -> list[str]:
+    """The adapters of ``stats``: run order first, then any others sorted."""
+    present = set(stats["adapter"])
+    return [a for a in adapters if a in present] + sorted(present - set(adapters))
 
 
 def papers_section(results: pd.DataFrame, adapters: Sequence[str]) -> dict[str, Any]:
     """Blocks of :data:`uqbench.paper_table.PAPER_BLOCKS`; ``{}`` without regression results."""
-    from uqbench.paper_table import _UNITS, PAPER_BLOCKS, paper_stats
+    from uqbench.paper_table import _UNITS, PAPER_BLOCKS, paper_stats, seeds_note
 
     stats = paper_stats(results)
     if stats.empty:
         return {}
-    present = set(stats["adapter"])
-    columns = [a for a in adapters if a in present] + sorted(present - set(adapters))
+    columns = _columns(stats, adapters)
     blocks = []
     for block in PAPER_BLOCKS:
         sub = stats[stats["metric"] == block.label]
@@ -66,7 +66,7 @@ def papers_section(results: pd.DataFrame, adapters: Sequence[str]) -> dict[str, 
             "columns": columns,
             "rows": _block_rows(sub, columns),
         })
-    return {"n_seeds": _seeds(stats), "blocks": blocks}
+    return {"n_seeds": seeds_note(stats), "blocks": blocks}
 
 
 def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[str]) -> dict[str, Any]:
@@ -86,6 +86,7 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
         reference_diagnostics,
         unconverged_references,
     )
+    from uqbench.paper_table import seeds_note
 
     path = Path(run_dir) / FIDELITY_CSV
     if not path.is_file():
@@ -98,8 +99,7 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
         return {}
     table = table.astype({"value": float})
     stats = fidelity_stats(table)
-    present = set(stats["adapter"])
-    columns = [a for a in adapters if a in present] + sorted(present - set(adapters))
+    columns = _columns(stats, adapters)
     blocks = []
     for metric, sub in stats.groupby("metric", sort=False):
         description = FIDELITY_METRICS.get(metric, ("", None))
@@ -114,7 +114,7 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
         })
     return {
         "reference": REFERENCE,
-        "n_seeds": _seeds(stats),
+        "n_seeds": seeds_note(stats),
         "blocks": blocks,
         "diagnostics": reference_diagnostics(results, REFERENCE),
         "unconverged": unconverged_references(results, REFERENCE),
