@@ -96,3 +96,14 @@ def validate_fit_data(adapter: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndar
     if task == "regression" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or inf")
     return X, y, task
+
+
+def n_classes_for(y: np.ndarray, n_classes: Any) -> int:
+    """Output classes: ``n_classes`` from the dataset when given (checked against the
+    labels ``y`` ``[N]``), else one more than the largest training label."""
+    seen = int(np.max(y)) + 1
+    if n_classes is None:
+        return seen
+    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < seen:
+        raise ValueError(f"n_classes must be an int >= the labels' max + 1 ({seen}), got {n_classes!r}")
+    return int(n_classes)

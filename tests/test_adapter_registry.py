@@ -161,14 +161,54 @@ def test_list_and_run_with_a_third_party_plugin(plugin_path, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "constant" in run.stdout
-    # Asking for a broken adapter by name is one clear line and exit 2.
-    bad = subprocess.run(
-        [sys.executable, "-c", env_code, "run", "--adapters", "broken", "--datasets", "toy-gap",
-         "--out", str(out)],
+    # The run records where the plugin came from: its distribution, version, entry point.
+    from uqbench import store
+
+    (run_dir,) = out.iterdir()
+    provenance = store.read_run_json(run_dir)["adapters"]["constant"]
+    assert provenance["distribution"] == "uqbench-test-plugin" and provenance["version"] == "1.0"
+    assert provenance["entry_point"] == "uqbench_test_plugin:ConstantAdapter"
+    assert provenance["params"] == {"toy-gap": {}} and provenance["available"] is True
+    # A typo (no such entry point at all) is one line, exit 2, with the closest name.
+    typo = subprocess.run(
+        [sys.executable, "-c", env_code, "run", "--adapters", "constnt", "--datasets", "toy-gap",
+         "--out", str(tmp_path / "typo")],
         capture_output=True, text=True, timeout=120,
     )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().count("\n") == 0 and "plugin exploded" in bad.stderr
+    assert typo.returncode == 2
+    assert typo.stderr.strip().count("\n") == 0 and "did you mean 'constant'" in typo.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_named_adapter_that_cannot_be_imported_fails_only_its_cells(plugin_path, tmp_path):
+    """The rule: an explicitly named adapter that is registered but cannot be imported (or
+    lacks a requirement) fails each of its cells with the reason; every other cell runs,
+    and the run exits 1."""
+    code = f"import sys; sys.path.insert(0, {str(plugin_path)!r}); from uqbench.cli import main; sys.exit(main(sys.argv[1:]))"
+    out = tmp_path / "runs"
+    run = subprocess.run(
+        [sys.executable, "-c", code, "run", "--adapters", "broken,needs-missing,constant", "--datasets",
+         "toy-gap,digits", "--seeds", "2", "--samples", "4", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    from uqbench import store
+
+    (run_dir,) = out.iterdir()
+    cells = store.read_cells(run_dir)
+    by = {(c["adapter"], c["dataset"], c["seed"]): c for c in cells.values()}
+    assert {by["constant", "toy-gap", s]["status"] for s in (0, 1)} == {"ok"}
+    for dataset in ("toy-gap", "digits"):  # its tasks are unknown: every cell fails
+        for s in (0, 1):
+            broken, missing = by["broken", dataset, s], by["needs-missing", dataset, s]
+            assert broken["status"] == missing["status"] == "failed"
+            assert broken["stage"] == missing["stage"] == "import"
+            assert "plugin exploded at import" in broken["reason"]
+            assert "pip install uqbench-no-such-package" in missing["reason"]
+    assert by["constant", "digits", 0]["status"] == "skipped"  # constant is regression-only
+    record = store.read_run_json(run_dir)["adapters"]
+    assert record["broken"]["available"] is False and "plugin exploded" in record["broken"]["reason"]
+    assert "uqbench: 8 cell(s) failed" in run.stderr
 
 
 def _cells(run_root):

@@ -221,8 +221,11 @@ BAD_FILES: dict[str, tuple[str, Callable[[Path], Any], tuple[str, ...]]] = {
         (["--suite", "huge"], ["unknown suite 'huge'", "known suites: quick, standard"]),
         (["--datasets", "uci-concrete"], ["uci-concrete need a data directory", "--data-dir"]),
         (["--seeds", "0"], ["--seeds: must be an integer >= 1"]),
+        (["--device", "gpu"], ["--device: device must be 'cpu', 'auto', 'cuda' or 'cuda:N', got 'gpu'"]),
+        (["--device", "cuda:7"], ["device 'cuda:7' requested, but torch sees", "use --device cpu or auto"]),
     ],
-    ids=["adapter", "dataset", "dataset-pattern", "metric", "metric-pattern", "suite", "no-data-dir", "seeds"],
+    ids=["adapter", "dataset", "dataset-pattern", "metric", "metric-pattern", "suite", "no-data-dir", "seeds",
+         "device-name", "device-absent"],
 )
 def test_unknown_names_and_bad_flags(tmp_path, capsys, argv, words):
     base = ["run", "--adapters", "noisy", "--datasets", "toy-reg", "--seeds", "1", "--out", str(tmp_path / "out")]
@@ -249,6 +252,8 @@ BAD_CONFIGS = {
     "unknown-base": ("bad.toml", 'base = "quik"\n', ["unknown suite 'quik'"]),
     "incomplete-without-base": ("bad.toml", 'adapters = ["noisy"]\n', ["missing required key(s) name, datasets, seeds, n_samples", 'base = "quick"']),
     "unknown-format": ("bad.yaml", "base: quick\n", ["unknown format '.yaml'"]),
+    "bad-device": ("bad.toml", 'base = "quick"\ndevice = "tpu"\n', ["device must be 'cpu', 'auto', 'cuda' or 'cuda:N', got 'tpu'"]),
+    "bad-validation-fraction": ("bad.toml", 'base = "quick"\nvalidation_fraction = 0.9\n', ["validation_fraction must be a number in [0, 0.5], got 0.9"]),
     "not-utf8": ("bad.toml", b"base = '\xff'\n", ["not UTF-8"]),
 }
 

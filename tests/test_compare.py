@@ -411,3 +411,25 @@ def test_bad_option_values_are_exit_2(capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("uqbench: error: "), args
+
+
+@pytest.mark.slow
+def test_a_plugin_version_change_is_a_note(runs, capsys, tmp_path):
+    base = store.read_run_json(runs["base"])["adapters"]
+    # A real run records each adapter's distribution, version and entry point.
+    assert base["mc-dropout"]["distribution"] == "uqbench"
+    assert base["mc-dropout"]["entry_point"] == "uqbench_adapters.torch.mc_dropout:MCDropoutAdapter"
+    assert base["mc-dropout"]["params"]["toy-gap"]["epochs"] == 40
+    new = _copy(runs["base"], tmp_path / "bumped")
+    record = store.read_run_json(new)
+    record["adapters"]["mc-dropout"]["version"] = "9.9.9"
+    record["adapters"]["deterministic"]["git_commit"] = "0" * 40  # a commit alone is no note
+    store.write_run_json(new, record)
+    code, data = _json(capsys, runs["base"], new)
+    assert code == 0
+    notes = [n for n in data["notes"] if n.startswith("adapter ")]
+    assert notes == [
+        f"adapter mc-dropout: uqbench {base['mc-dropout']['version']} "
+        "(uqbench_adapters.torch.mc_dropout:MCDropoutAdapter) -> uqbench 9.9.9 "
+        "(uqbench_adapters.torch.mc_dropout:MCDropoutAdapter) (BASE -> NEW)"
+    ]

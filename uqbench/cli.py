@@ -71,6 +71,15 @@ def _memory(text: str) -> int:
     return int(value)
 
 
+def _device(text: str) -> str:
+    from uqbench.devices import check_device_name
+
+    try:
+        return check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _name_list(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -97,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_positive_int, metavar="N", help="use seeds 0..N-1")
     run.add_argument("--samples", type=_positive_int, metavar="S", help="predictive draws per split")
     run.add_argument("--data-dir", metavar="D", help="data directory (default: $UQBENCH_DATA)")
+    run.add_argument(
+        "--device",
+        type=_device,
+        metavar="DEV",
+        help="cpu (default), cuda, cuda:N or auto (CUDA when torch sees one): passed to every "
+        "adapter whose constructor takes `device`",
+    )
     run.add_argument("--out", metavar="DIR", help=f"parent of the new run directory (default: {DEFAULT_OUT})")
     run.add_argument("--resume", metavar="DIR", help="finish the run in DIR: redo only its unfinished cells")
     run.add_argument(
@@ -187,12 +203,14 @@ def _suite_from_args(args: argparse.Namespace) -> Any:
         changes["adapter_seeds"] = {}
     if args.samples:
         changes["n_samples"] = args.samples
+    if args.device:
+        changes["device"] = args.device
     if args.probe and "probe" not in suite.steps:
         changes["steps"] = (*suite.steps, "probe")
     return suite.replace(**changes) if changes else suite
 
 
-_SUITE_FLAGS = ("suite", "config", "adapters", "datasets", "seeds", "samples", "metrics", "out", "probe")
+_SUITE_FLAGS = ("suite", "config", "adapters", "datasets", "seeds", "samples", "metrics", "out", "probe", "device")
 
 
 def _check_resume(args: argparse.Namespace) -> None:
@@ -265,6 +283,8 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
         console = Console(width=200)
     verb = "resuming" if run.resumed else "run directory:"
     print(f"{verb} {run_dir}", flush=True)
+    for note in run.notes:
+        print(f"uqbench: warning: {note} since this run began", file=sys.stderr, flush=True)
     progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
     executor, workers = _executor_choice(args, run.catalog.is_default())
     try:

@@ -78,6 +78,7 @@ present in only one run are listed as notes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import fnmatch
 import io
@@ -90,6 +91,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from uqbench.errors import UserError
+from uqbench.registry import provenance_changes
+from uqbench.suites import Suite
+
+_SUITE_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(Suite) if f.default is not dataclasses.MISSING
+}
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -538,10 +545,13 @@ def compare_runs(
             notes.append(f"{what} run status is {rec.get('status')!r}: it may be incomplete")
     for key in (
         "datasets", "seeds", "n_samples", "adapters", "adapter_params", "dataset_params", "n_bootstrap", "steps",
-        "metrics",
+        "metrics", "validation_fraction", "device",
     ):
-        if bs.get(key) != ns.get(key):
-            notes.append(f"suite {key} differ: BASE {_brief(bs.get(key))}, NEW {_brief(ns.get(key))}")
+        # Keys added after a run was written read as their default (older run.json files).
+        in_base, in_new = bs.get(key, _SUITE_DEFAULTS.get(key)), ns.get(key, _SUITE_DEFAULTS.get(key))
+        if in_base != in_new:
+            notes.append(f"suite {key} differ: BASE {_brief(in_base)}, NEW {_brief(in_new)}")
+    notes += [f"{line} (BASE -> NEW)" for line in provenance_changes(base_rec.get("adapters") or {}, new_rec.get("adapters") or {})]
 
     def pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
         return _ordered_unique(zip(df["adapter"], df["dataset"], strict=True))

@@ -7,6 +7,10 @@ An adapter is any object with
 - ``sample_predictive(X, *, n_samples, seed) -> samples``;
 - a class attribute ``tasks``: the tasks it supports (a subset of ``TASKS``).
 
+``fit`` may also name any of the opt-in keywords in :data:`FIT_KEYWORDS` (``X_val``,
+``y_val``, ``n_classes``, ``n_train``); the harness passes exactly those it names (see
+:func:`fit_keywords`), so an adapter that names none is called as before.
+
 The task comes from the data: integer targets ``[N]`` mean classification, floating
 targets ``[N, D]`` mean regression (see :func:`infer_task`). Every container is numpy,
 sample axis first. Derived quantities (predictive mean, the variance and entropy
@@ -15,6 +19,7 @@ decompositions) are computed here, once, never per adapter.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -232,6 +237,43 @@ class PredictiveSampler(Protocol):
     def fit(self, X: np.ndarray, y: np.ndarray | None, *, seed: int) -> PredictiveSampler: ...
 
     def sample_predictive(self, X: np.ndarray, *, n_samples: int, seed: int) -> Samples: ...
+
+
+# Keywords ``fit`` may opt in to by naming them in its signature:
+# - ``X_val`` ``[M, F]``, ``y_val``: a validation split carved from the training split (the
+#   adapter then trains on the rest); ``y_val`` is None for reconstruction;
+# - ``n_classes``: the dataset's number of classes (classification; None otherwise);
+# - ``n_train``: the training split's size *before* the validation carve-out.
+FIT_KEYWORDS: tuple[str, ...] = ("X_val", "y_val", "n_classes", "n_train")
+
+
+def fit_keywords(adapter: Any) -> frozenset[str]:
+    """The opt-in keywords of :data:`FIT_KEYWORDS` that ``adapter.fit`` names explicitly.
+
+    Only named parameters count: a ``fit(**kwargs)`` receives none of them (it would
+    otherwise be handed a validation split it did not ask for and train on fewer rows).
+    """
+    try:
+        parameters = inspect.signature(adapter.fit).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(
+        name
+        for name in FIT_KEYWORDS
+        if name in parameters
+        and parameters[name].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to fit on, validation rows) of a training split of ``n`` rows, each sorted ``[k]``.
+
+    ``round(fraction * n)`` validation rows, at least 1 and leaving at least 1 to fit on
+    (none when ``fraction`` is 0 or ``n < 2``), drawn without replacement from ``seed``.
+    """
+    n_val = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def n_parameters(adapter: Any) -> int | None:

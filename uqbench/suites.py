@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from uqbench.devices import check_device_name
 from uqbench.errors import UserError
 
 __all__ = ["SUITES", "Suite", "SuiteError", "get_suite", "load_suite_file", "suite_names"]
@@ -98,6 +99,14 @@ class Suite:
         attribute ``opt_in = True``, such as ``hmc``) joins the grid only when named here.
     adapter_seeds : adapter name -> the only seeds it runs (of each dataset's seeds), e.g.
         the HMC reference on the first splits only.
+    validation_fraction : the fraction of each training split held out as the validation
+        split, for adapters whose ``fit`` takes ``X_val`` (they train on the rest; the
+        others get the whole training split). Drawn from the cell seed, so every adapter
+        of one (dataset, seed) gets the same rows; never from the test or OOD sets. The
+        default 0.2 is the published tuning protocol's (Gal's DropoutUncertaintyExps
+        ``experiment.py`` keeps 80% of each UCI training split for fitting). 0: none.
+    device : ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (CUDA when torch sees
+        one): passed to every adapter whose constructor takes ``device``.
     """
 
     name: str
@@ -114,6 +123,8 @@ class Suite:
     dataset_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     adapter_datasets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     adapter_seeds: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    validation_fraction: float = 0.2
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         # Normalise containers so suites built from JSON (lists) equal hand-written ones.
@@ -170,17 +181,29 @@ class Suite:
         if unknown:
             raise SuiteError(f"unknown cell step(s) {unknown}; known steps: {', '.join(KNOWN_STEPS)}")
         set_(self, "steps", steps)
+        fraction = self.validation_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 0.5:
+            raise SuiteError(f"validation_fraction must be a number in [0, 0.5], got {fraction!r}")
+        set_(self, "validation_fraction", float(fraction))
+        try:
+            check_device_name(self.device)
+        except ValueError as exc:
+            raise SuiteError(str(exc)) from None
 
     # Frozen, but adapter_params is a dict: hash by name and grid only.
     def params_for(self, adapter: str, dataset: str, accepted: frozenset[str] | None) -> dict[str, Any]:
         """Hyperparameters for ``adapter`` on ``dataset``.
 
         ``accepted``: the keyword names the adapter's constructor takes (None: any), which
-        filters ``dataset_params`` only; ``adapter_params`` are passed as given, so a typo
-        there is an error rather than silently dropped.
+        filters ``dataset_params`` and ``device`` (given only to constructors naming
+        ``device``; a ``**kwargs`` constructor gets it only when not ``cpu``);
+        ``adapter_params`` are passed as given, so a typo there is an error rather than
+        silently dropped.
         """
         budget = self.dataset_params.get(dataset, {})
         params = {k: v for k, v in budget.items() if accepted is None or k in accepted}
+        if (accepted is not None and "device" in accepted) or (accepted is None and self.device != "cpu"):
+            params["device"] = self.device
         params.update(self.adapter_params.get(adapter, {}))
         return params
 
@@ -228,6 +251,8 @@ class Suite:
             "dataset_seeds": {k: list(v) for k, v in self.dataset_seeds.items()},
             "adapter_datasets": {k: list(v) for k, v in self.adapter_datasets.items()},
             "adapter_seeds": {k: list(v) for k, v in self.adapter_seeds.items()},
+            "validation_fraction": self.validation_fraction,
+            "device": self.device,
         }
 
     def seeds_for(self, dataset: str) -> tuple[int, ...]:

@@ -18,6 +18,8 @@ from uqbench.interface import (
     ReconstructionSamples,
     RegressionSamples,
     Task,
+    fit_keywords,
+    validation_split,
 )
 
 _CONTAINERS = {
@@ -50,9 +52,16 @@ def check_adapter(
     """Assert the predictive-sampling contract for ``adapter`` on ``task``.
 
     Checks: ``fit`` returns self; container type; shapes ``[S, N, ...]``; float dtype;
-    finite values; non-negative scales; probabilities in [0, 1] summing to 1; same seed ->
-    identical samples; different seeds -> different samples; for a stochastic method,
-    draws not all identical (and not views of one array).
+    finite values; non-negative scales; class probabilities of *every draw* in [0, 1]
+    and summing to 1 per input (not only their mean); same seed -> identical samples;
+    different seeds -> different samples; for a stochastic method, draws not all
+    identical (and not views of one array).
+
+    ``fit`` gets the opt-in keywords it names (:data:`uqbench.interface.FIT_KEYWORDS`), as
+    the harness passes them: a validation split carved from the training data
+    (``X_val``/``y_val``, the adapter training on the rest), ``n_train`` (the size before
+    the carve-out) and ``n_classes`` set one above the largest training label, so an
+    adapter that names ``n_classes`` must predict that many classes.
 
     Parameters
     ----------
@@ -72,8 +81,9 @@ def check_adapter(
     if stochastic is None:
         stochastic = bool(getattr(adapter, "stochastic", True))
     X, y, X_test = contract_data(task)
+    X, y, kwargs = _contract_fit_inputs(adapter, task, X, y)
     model = copy.deepcopy(adapter)
-    fitted = model.fit(X, y, seed=0)
+    fitted = model.fit(X, y, seed=0, **kwargs)
     _require(fitted is model, name, "fit() must return self")
 
     s1 = model.sample_predictive(X_test, n_samples=n_samples, seed=1)
@@ -91,9 +101,16 @@ def check_adapter(
         _require(bool(np.all(s1.scale >= 0)), name, "scale has negative entries")
     elif task == "classification":
         p = s1.probs
+        if "n_classes" in kwargs:
+            _require(p.shape[2] == kwargs["n_classes"], name, f"C={p.shape[2]}, but fit was given n_classes={kwargs['n_classes']}")
         _require(p.shape[2] >= int(y.max()) + 1, name, f"C={p.shape[2]} < {int(y.max()) + 1} classes")
-        _require(bool(np.all((p >= 0) & (p <= 1))), name, "probs outside [0, 1]")
-        _require(bool(np.allclose(p.sum(-1), 1.0, atol=1e-5)), name, "probs do not sum to 1")
+        bad = np.argwhere(~np.all((p >= 0) & (p <= 1), axis=-1))
+        if len(bad):
+            _require(False, name, f"probs outside [0, 1] in draw {bad[0][0]} at input {bad[0][1]}")
+        off = np.abs(p.sum(-1) - 1.0)  # [S, N]: each draw's rows, not the mean's
+        if np.any(off > 1e-5):
+            s_bad, n_bad = np.unravel_index(np.argmax(off), off.shape)
+            _require(False, name, f"probs of draw {s_bad} at input {n_bad} sum to {p[s_bad, n_bad].sum():.6g}, not 1")
     else:
         _require(s1.recon.shape[2] == X.shape[1], name, f"recon D={s1.recon.shape[2]}, inputs D={X.shape[1]}")
 
@@ -108,10 +125,29 @@ def check_adapter(
         _require(not np.allclose(a, a[:1]), name, f"all {n_samples} draws of {key} are identical")
         _require(not np.shares_memory(a[0], a[1]), name, f"draws of {key} share memory")
 
-    refit = copy.deepcopy(adapter).fit(X, y, seed=0)
+    refit = copy.deepcopy(adapter).fit(X, y, seed=0, **kwargs)
     s1_refit = refit.sample_predictive(X_test, n_samples=n_samples, seed=1)
     for field, a in arrays.items():
         _require(np.allclose(a, _arrays(s1_refit)[field], atol=1e-6), name, f"refit with the same seed changed {field}")
+
+
+def _contract_fit_inputs(
+    adapter: Any, task: Task, X: np.ndarray, y: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(X, y, keywords) for ``fit``: the opt-in keywords ``adapter.fit`` names, as the harness."""
+    wanted = fit_keywords(adapter)
+    kwargs: dict[str, Any] = {}
+    if "n_train" in wanted:
+        kwargs["n_train"] = len(X)
+    if "n_classes" in wanted:
+        kwargs["n_classes"] = int(y.max()) + 2 if task == "classification" else None
+    if "X_val" in wanted:
+        fit_rows, val_rows = validation_split(len(X), 0.2, seed=0)
+        kwargs["X_val"] = X[val_rows]
+        if "y_val" in wanted:
+            kwargs["y_val"] = None if y is None else y[val_rows]
+        X, y = X[fit_rows], None if y is None else y[fit_rows]
+    return X, y, kwargs
 
 
 def _arrays(samples: Any) -> dict[str, np.ndarray]:

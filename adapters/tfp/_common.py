@@ -60,6 +60,7 @@ from uqbench.interface import ClassificationSamples, RegressionSamples, Task
 from uqbench_adapters._validation import (
     check_training_params,
     is_positive_int,
+    n_classes_for,
     validate_fit_data,
     validate_X,
 )
@@ -326,14 +327,17 @@ class TFPAdapter:
     def _data_loss(self) -> Any:
         return cross_entropy_from_logits if self.task_ == "classification" else gaussian_nll_from_raw
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> TFPAdapter:
-        """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices)."""
+    def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int, n_classes: int | None = None) -> TFPAdapter:
+        """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices).
+
+        ``n_classes``: the dataset's number of classes (default: the labels' max + 1).
+        """
         self._validate_params()
         validate_seed(seed)
         X, y, self.task_ = self._validate_fit_data(X, y)
         self.n_features_in_ = X.shape[1]
         if self.task_ == "classification":
-            self.n_outputs_ = int(y.max()) + 1
+            self.n_outputs_ = n_classes_for(y, n_classes)
             y = y.astype(np.int32)
             width = self.n_outputs_
         else:

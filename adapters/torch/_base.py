@@ -11,6 +11,13 @@ A method subclasses :class:`TorchAdapter` and overrides three hooks:
 
 Everything random runs inside ``torch.random.fork_rng`` seeded from the explicit seed, so
 an adapter never changes (or depends on) the global torch RNG state.
+
+Device: ``device`` (``"cpu"`` default, ``"cuda"``, ``"cuda:N"``, ``"auto"``) is resolved in
+``fit`` into ``device_``; training and sampling run inside ``seeded(seed, device_)``, which
+also makes ``device_`` torch's default device for the block, so every tensor the hooks
+create (parameters, noise, minibatch indices) lives there. Samples come back as numpy on
+the CPU. On the CPU no device context is entered at all (it would add a dispatch to every
+torch call), so CPU numbers are exactly those of an adapter without the keyword.
 """
 
 from __future__ import annotations
@@ -25,8 +32,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from uqbench.devices import resolve_device
 from uqbench.interface import ClassificationSamples, RegressionSamples, Task
-from uqbench_adapters._validation import check_training_params, validate_fit_data, validate_X
+from uqbench_adapters._validation import (
+    check_training_params,
+    n_classes_for,
+    validate_fit_data,
+    validate_X,
+)
 
 # Bound on the floats of the widest [n, N, width] intermediate in one sampling chunk.
 _CHUNK_FLOATS = 8_000_000
@@ -36,11 +49,35 @@ _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.Si
 
 
 @contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block with the global torch RNG seeded, restoring the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run a block with torch's RNG seeded (restoring the caller's state after) and, for a
+    ``device`` other than the CPU, that device as the default for new tensors."""
+    device = torch.device("cpu" if device is None else device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(int(seed))
-        yield
+        if device.type == "cpu":
+            yield
+        else:
+            with device:
+                yield
+
+
+def torch_device(name: Any) -> torch.device:
+    """The torch device for a ``device`` hyperparameter (``auto`` resolved; ValueError if bad)."""
+    if not isinstance(name, str | torch.device):
+        raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got {name!r}")
+    try:
+        return torch.device(resolve_device(name) if isinstance(name, str) else name)
+    except RuntimeError as exc:
+        raise ValueError(f"device: {exc}") from None
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A float64 numpy copy of ``t`` on the CPU."""
+    return t.detach().double().cpu().numpy()
+
+
 
 
 def activation(name: str) -> nn.Module:
@@ -88,6 +125,8 @@ class TorchAdapter:
     batch_size : minibatch size (capped at the training-set size).
     lr : Adam learning rate.
     weight_decay : Adam L2 penalty.
+    device : ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees one);
+        fitting and sampling run there, samples are returned as numpy.
     """
 
     tasks: ClassVar[frozenset[str]] = frozenset({"regression", "classification"})
@@ -102,6 +141,7 @@ class TorchAdapter:
         batch_size: int = 64,
         lr: float = 1e-2,
         weight_decay: float = 0.0,
+        device: str = "cpu",
     ) -> None:
         self.hidden = hidden
         self.activation = activation
@@ -109,6 +149,7 @@ class TorchAdapter:
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.device = device
 
     # -- hooks ---------------------------------------------------------------------------
     def _build(self, n_in: int, n_out: int) -> nn.Module:
@@ -127,6 +168,7 @@ class TorchAdapter:
     # -- validation ----------------------------------------------------------------------
     def _validate_params(self) -> None:
         self.hidden = check_training_params(self, _ACTIVATIONS)
+        self.device_ = torch_device(self.device)
 
     @staticmethod
     def _validate_X(X: Any, n_features: int | None = None) -> np.ndarray:
@@ -148,21 +190,25 @@ class TorchAdapter:
         order = torch.randperm(n)
         return [order[start : start + batch] for start in range(0, n - batch + 1, batch)]
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int) -> TorchAdapter:
-        """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices)."""
+    def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int, n_classes: int | None = None) -> TorchAdapter:
+        """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices).
+
+        ``n_classes``: the dataset's number of classes (default: the labels' max + 1).
+        """
         self._validate_params()
         X, y, self.task_ = self._validate_fit_data(X, y)
         self.n_features_in_ = X.shape[1]
+        device = self.device_
         if self.task_ == "classification":
-            self.n_outputs_ = int(y.max()) + 1
-            yt = torch.as_tensor(y, dtype=torch.long)
+            self.n_outputs_ = n_classes_for(y, n_classes)
+            yt = torch.as_tensor(y, dtype=torch.long, device=device)
         else:
             self.n_outputs_ = y.shape[1]
-            yt = torch.as_tensor(y, dtype=torch.float32)
-        Xt = torch.as_tensor(X, dtype=torch.float32)
+            yt = torch.as_tensor(y, dtype=torch.float32, device=device)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
         n = len(Xt)
         batch = min(int(self.batch_size), n)
-        with seeded(seed):
+        with seeded(seed, device):
             self.model_ = self._build(self.n_features_in_, self.n_outputs_)
             optimizer = self._optimizer(list(self.model_.parameters()))
             self.model_.train()
@@ -190,10 +236,10 @@ class TorchAdapter:
         if not isinstance(n_samples, int | np.integer) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
         X = self._validate_X(X, self.n_features_in_)
-        Xt = torch.as_tensor(X, dtype=torch.float32)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=self.device_)
         chunk = max(1, _CHUNK_FLOATS // max(1, len(Xt) * self._widest()))
         outs = []
-        with seeded(seed), torch.no_grad():
+        with seeded(seed, self.device_), torch.no_grad():
             for start in range(0, n_samples, chunk):
                 outs.append(self._sample_chunk(Xt, min(chunk, n_samples - start)))
             return self._to_samples(torch.cat(outs, dim=0))
@@ -201,10 +247,9 @@ class TorchAdapter:
     def _to_samples(self, out: torch.Tensor) -> RegressionSamples | ClassificationSamples:
         """Turn raw outputs ``[S, N, out]`` into a sample container (float64 numpy)."""
         if self.task_ == "classification":
-            probs = torch.softmax(out.double(), dim=-1)
-            return ClassificationSamples(probs.numpy())
+            return ClassificationSamples(to_numpy(torch.softmax(out.double(), dim=-1)))
         loc, scale = self._regression_head(out)
-        return RegressionSamples(loc.double().numpy(), scale.double().numpy())
+        return RegressionSamples(to_numpy(loc), to_numpy(scale))
 
     def _regression_head(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Split raw regression outputs into (loc, scale); overridden by heteroscedastic heads."""

@@ -152,7 +152,7 @@ class VariationalLinear(nn.Module):
     def sample_weights(self, n: int) -> torch.Tensor:
         """``n`` independent posterior draws of the packed weights ``[n, n_in + 1, n_out]``."""
         loc, scale = self.loc, self.scale()
-        return torch.addcmul(loc, scale, torch.randn((n, *loc.shape), dtype=loc.dtype))
+        return torch.addcmul(loc, scale, torch.randn((n, *loc.shape), dtype=loc.dtype, device=loc.device))
 
 
 class VariationalMLP(nn.Module):
@@ -219,7 +219,7 @@ class VariationalAdapter(TorchAdapter):
 
     Parameters
     ----------
-    hidden, activation, epochs, batch_size, lr, weight_decay : see ``TorchAdapter``.
+    hidden, activation, epochs, batch_size, lr, weight_decay, device : see ``TorchAdapter``.
     prior : ``"gaussian"`` (analytic KL) or ``"mixture"`` (Blundell et al.'s scale
         mixture; Monte-Carlo KL).
     prior_std : standard deviation of the Gaussian prior.
@@ -258,6 +258,7 @@ class VariationalAdapter(TorchAdapter):
         kl_warmup_epochs: int = 0,
         init_std: float = 0.01,
         heteroscedastic: bool = False,
+        device: str = "cpu",
     ) -> None:
         super().__init__(
             hidden=hidden,
@@ -266,6 +267,7 @@ class VariationalAdapter(TorchAdapter):
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            device=device,
         )
         self.prior = prior
         self.prior_std = prior_std

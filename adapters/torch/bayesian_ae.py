@@ -61,6 +61,7 @@ class BayesianAEAdapter(VAEAdapter):
         prior_std: float = 1.0,
         init_std: float = 0.05,
         kl_weight: float = 1.0,
+        device: str = "cpu",
     ) -> None:
         super().__init__(
             latent_dim=latent_dim,
@@ -70,6 +71,7 @@ class BayesianAEAdapter(VAEAdapter):
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            device=device,
             decoder=decoder,
             decoder_scale=decoder_scale,
         )

@@ -24,10 +24,12 @@ from uqbench_adapters.torch._base import (
 def _adam(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Adam:
     """Adam, fused where torch supports it: the stacked model has few, large parameter
     tensors, and one fused kernel per step saves about a fifth of the epoch time."""
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # torch without fused CPU Adam
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if params and params[0].device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError):  # torch without fused CPU Adam
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 class StackedMLP(nn.Module):
@@ -119,7 +121,7 @@ class EnsembleAdapter(TorchAdapter):
     Parameters
     ----------
     n_members : ensemble size M.
-    hidden, activation, epochs, batch_size, lr, weight_decay : see ``TorchAdapter``; they
+    hidden, activation, epochs, batch_size, lr, weight_decay, device : see ``TorchAdapter``; they
         apply to every member (``epochs`` passes of each member over the data).
     adversarial_eps : FGSM step size in input units; 0 disables adversarial training.
     """
@@ -137,6 +139,7 @@ class EnsembleAdapter(TorchAdapter):
         lr: float = 1e-2,
         weight_decay: float = 0.0,
         adversarial_eps: float = 0.0,
+        device: str = "cpu",
     ) -> None:
         super().__init__(
             hidden=hidden,
@@ -145,6 +148,7 @@ class EnsembleAdapter(TorchAdapter):
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            device=device,
         )
         self.n_members = n_members
         self.adversarial_eps = adversarial_eps
@@ -202,9 +206,10 @@ class EnsembleAdapter(TorchAdapter):
     # -- prediction ----------------------------------------------------------------------
     def member_order(self, n_samples: int, *, seed: int) -> np.ndarray:
         """The member index of each of ``n_samples`` draws for ``seed`` ``[S]`` (see class doc)."""
-        generator = torch.Generator().manual_seed(int(seed))
-        perm = torch.randperm(int(self.n_members), generator=generator)
-        return perm[torch.arange(int(n_samples)) % int(self.n_members)].numpy()
+        # On the CPU whatever the model's device, so a seed picks the same members everywhere.
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        perm = torch.randperm(int(self.n_members), generator=generator, device="cpu")
+        return perm[torch.arange(int(n_samples), device="cpu") % int(self.n_members)].numpy()
 
     def sample_predictive(
         self, X: np.ndarray, *, n_samples: int, seed: int
@@ -219,8 +224,8 @@ class EnsembleAdapter(TorchAdapter):
         if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
         X = self._validate_X(X, self.n_features_in_)
-        members = torch.as_tensor(self.member_order(n_samples, seed=seed))
-        Xt = torch.as_tensor(X, dtype=torch.float32)
+        members = torch.as_tensor(self.member_order(n_samples, seed=seed), device=self.device_)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=self.device_)
         rows = max(1, _CHUNK_FLOATS // (int(self.n_members) * self._widest()))
         with torch.no_grad():
             # Every member at every input once ([M, N, out], in row chunks bounding the

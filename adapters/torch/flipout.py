@@ -7,22 +7,27 @@ import torch
 from uqbench_adapters.torch._variational import VariationalAdapter, VariationalLinear
 
 # Row b holds the signs (-1 where the bit is set) of the 8 bits of byte b, low bit first.
-_BYTE_SIGNS = (1 - 2 * ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1)).float()
-_BYTE_SHIFTS = torch.arange(0, 56, 8)
+_BYTE_SIGNS = (1 - 2 * ((torch.arange(256, device="cpu").unsqueeze(1) >> torch.arange(8, device="cpu")) & 1)).float()
+_BYTE_SHIFTS = torch.arange(0, 56, 8, device="cpu")
+_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {torch.device("cpu"): (_BYTE_SIGNS, _BYTE_SHIFTS)}
 
 
-def random_signs(rows: int, cols: int) -> torch.Tensor:
-    """Independent fair ±1 entries ``[rows, cols]`` (float32).
+def random_signs(rows: int, cols: int, device: torch.device | None = None) -> torch.Tensor:
+    """Independent fair ±1 entries ``[rows, cols]`` (float32) on ``device`` (default CPU).
 
     torch's CPU generator costs one call per element whatever the dtype, so signs are
     unpacked from random bits: each int64 draw carries 63 uniform bits, of which the low
     7 bytes become 56 signs through a 256-row lookup table (about a third of the time of
     ``rand().sign()`` in measurement).
     """
+    device = torch.device("cpu") if device is None else device
+    if device not in _TABLES:  # the lookup tables, copied once per device
+        _TABLES[device] = (_BYTE_SIGNS.to(device), _BYTE_SHIFTS.to(device))
+    signs, shifts = _TABLES[device]
     count = rows * cols
-    words = torch.empty(-(-count // 56), dtype=torch.int64).random_()  # [0, 2^63)
-    octets = ((words.unsqueeze(1) >> _BYTE_SHIFTS) & 255).reshape(-1)
-    return _BYTE_SIGNS.index_select(0, octets).reshape(-1)[:count].view(rows, cols)
+    words = torch.empty(-(-count // 56), dtype=torch.int64, device=device).random_()  # [0, 2^63)
+    octets = ((words.unsqueeze(1) >> shifts) & 255).reshape(-1)
+    return signs.index_select(0, octets).reshape(-1)[:count].view(rows, cols)
 
 
 class FlipoutLinear(VariationalLinear):
@@ -37,7 +42,7 @@ class FlipoutLinear(VariationalLinear):
         self, x1: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         eps = torch.randn_like(loc)
-        signs = random_signs(x1.shape[0], self.n_in + 1 + self.n_out)
+        signs = random_signs(x1.shape[0], self.n_in + 1 + self.n_out, x1.device)
         s, r = signs[:, : self.n_in + 1], signs[:, self.n_in + 1 :]
         perturbation = ((x1 * s) @ (scale * eps)) * r
         return torch.addmm(perturbation, x1, loc), eps

@@ -47,7 +47,7 @@ class MCDropoutAdapter(TorchAdapter):
 
     Parameters
     ----------
-    hidden, activation, epochs, batch_size, lr, weight_decay : see ``TorchAdapter``.
+    hidden, activation, epochs, batch_size, lr, weight_decay, device : see ``TorchAdapter``.
     dropout : drop probability p of each hidden unit, in (0, 1).
     heteroscedastic : regression only: predict the noise scale per input.
     """
@@ -63,6 +63,7 @@ class MCDropoutAdapter(TorchAdapter):
         weight_decay: float = 0.0,
         dropout: float = 0.1,
         heteroscedastic: bool = False,
+        device: str = "cpu",
     ) -> None:
         super().__init__(
             hidden=hidden,
@@ -71,6 +72,7 @@ class MCDropoutAdapter(TorchAdapter):
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            device=device,
         )
         self.dropout = dropout
         self.heteroscedastic = heteroscedastic
@@ -119,7 +121,8 @@ class MCDropoutAdapter(TorchAdapter):
         keep = 1.0 - float(self.dropout)
         # Draw-major: draw s consumes the same random numbers however the draws are chunked,
         # so a seed fixes the S functions whatever the inputs.
-        u = torch.rand((n_draws, 1, sum(self.hidden)), generator=generator)
+        device = None if generator is None else generator.device  # else the default (the model's)
+        u = torch.rand((n_draws, 1, sum(self.hidden)), generator=generator, device=device)
         masks = (u < keep).to(u.dtype) / keep
         return list(masks.split(self.hidden, dim=-1))
 

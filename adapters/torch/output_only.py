@@ -22,7 +22,7 @@ class OutputOnlyAdapter(TorchAdapter):
 
     Parameters
     ----------
-    hidden, activation, epochs, batch_size, lr, weight_decay : see ``TorchAdapter``.
+    hidden, activation, epochs, batch_size, lr, weight_decay, device : see ``TorchAdapter``.
     """
 
     stochastic: ClassVar[bool] = False

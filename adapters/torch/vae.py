@@ -21,6 +21,7 @@ from uqbench_adapters.torch._base import (
     count_parameters,
     mlp,
     seeded,
+    to_numpy,
 )
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -73,7 +74,7 @@ class VAEAdapter(TorchAdapter):
     ----------
     latent_dim : K, the latent size (2 allows the manifold plot of :meth:`generate`).
     hidden : encoder hidden widths (the decoder uses them reversed).
-    activation, epochs, batch_size, lr, weight_decay : see ``TorchAdapter``.
+    activation, epochs, batch_size, lr, weight_decay, device : see ``TorchAdapter``.
     decoder : ``"bernoulli"`` or ``"gaussian"``.
     decoder_scale : the Gaussian decoder's fixed standard deviation, or None to learn it.
     """
@@ -93,6 +94,7 @@ class VAEAdapter(TorchAdapter):
         weight_decay: float = 0.0,
         decoder: str = "bernoulli",
         decoder_scale: float | None = None,
+        device: str = "cpu",
     ) -> None:
         super().__init__(
             hidden=hidden,
@@ -101,6 +103,7 @@ class VAEAdapter(TorchAdapter):
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            device=device,
         )
         self.latent_dim = latent_dim
         self.decoder = decoder
@@ -217,10 +220,10 @@ class VAEAdapter(TorchAdapter):
             raise ValueError("X has no rows")
         self.task_ = "reconstruction"
         self.n_features_in_ = self.n_outputs_ = X.shape[1]
-        Xt = torch.as_tensor(X, dtype=torch.float32)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=self.device_)
         n = len(Xt)
         batch = min(int(self.batch_size), n)
-        with seeded(seed):
+        with seeded(seed, self.device_):
             self.model_ = self._build(self.n_features_in_, self.n_features_in_)
             optimizer = torch.optim.Adam(
                 self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay
@@ -252,16 +255,16 @@ class VAEAdapter(TorchAdapter):
         if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
         X = self._validate_inputs(X, self.n_features_in_)
-        Xt = torch.as_tensor(X, dtype=torch.float32)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=self.device_)
         chunk = max(1, _CHUNK_FLOATS // max(1, self._floats_per_draw(len(Xt))))
         parts: list[tuple[torch.Tensor, ...]] = []
-        with seeded(seed), torch.no_grad():
+        with seeded(seed, self.device_), torch.no_grad():
             for start in range(0, n_samples, chunk):
                 loc, scale = self._encode_draws(Xt, min(chunk, n_samples - start))
                 z = torch.addcmul(loc, scale, torch.randn_like(loc))
                 parts.append((self._decode(z), z, loc, scale))
             decoder_scale = self._decoder_scale()
-        recon, z, loc, scale = (torch.cat(p, dim=0).double().numpy() for p in zip(*parts, strict=True))
+        recon, z, loc, scale = (to_numpy(torch.cat(p, dim=0)) for p in zip(*parts, strict=True))
         recon_scale = None if decoder_scale is None else np.full(recon.shape, float(decoder_scale))
         return ReconstructionSamples(recon, z, loc, scale, recon_scale)
 
@@ -304,7 +307,7 @@ class VAEAdapter(TorchAdapter):
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         k = int(self.latent_dim)
         out: dict[str, torch.Tensor] = {}
-        with seeded(seed), torch.no_grad():
+        with seeded(seed, self.device_), torch.no_grad():
             z = torch.randn(int(n_prior), k)
             out["prior_latent"], out["prior_samples"] = z, self._decode(z)
             if k == 2:
@@ -321,4 +324,4 @@ class VAEAdapter(TorchAdapter):
                 path = start + t * (end - start)  # [P, T, K]
                 out["interpolation_inputs"] = torch.as_tensor(X.reshape(-1, 2, X.shape[1]))
                 out["interpolation_latent"], out["interpolations"] = path, self._decode(path)
-        return {name: value.double().numpy() for name, value in out.items()}
+        return {name: to_numpy(value) for name, value in out.items()}

@@ -5,13 +5,16 @@ exercise the runner (failures, resume, determinism, storage) without torch.
 """
 
 from _dummies.adapters import (
+    BadDrawsAdapter,
     DeterministicDummy,
     FailingAdapter,
     InterruptOnNthFit,
     NaNAdapter,
     NegativeScaleAdapter,
     NoisyAdapter,
+    PlainRecorder,
     ReconstructionDummy,
+    RecordingAdapter,
     UnnormalizedProbsAdapter,
     WrongShapeAdapter,
 )
@@ -35,6 +38,7 @@ def make_catalog(**extra) -> Catalog:
 
 __all__ = [
     "DATASETS",
+    "BadDrawsAdapter",
     "DeterministicDummy",
     "DummyMetrics",
     "FailingAdapter",
@@ -42,7 +46,9 @@ __all__ = [
     "NaNAdapter",
     "NegativeScaleAdapter",
     "NoisyAdapter",
+    "PlainRecorder",
     "ReconstructionDummy",
+    "RecordingAdapter",
     "UnnormalizedProbsAdapter",
     "WrongShapeAdapter",
     "load_toy_cls",

@@ -149,3 +149,66 @@ def InterruptOnNthFit(n: int, base: type = NoisyAdapter):
             return super().fit(X, y, seed=seed)
 
     return Interrupting
+
+
+class RecordingAdapter(NoisyAdapter):
+    """Asks for every opt-in ``fit`` keyword and saves what it got to ``dump_dir``.
+
+    ``dump_dir/<n>.npz`` (n counts fits) holds the rows it trained on (``X``), ``X_val``,
+    ``y_val`` (absent when None) and ``n_classes`` / ``n_train`` (-1 for None); the same
+    numbers are its ``diagnostics_``.
+    """
+
+    def __init__(self, *, noise: float = 0.1, dump_dir: str = "", lr: float = 1e-3) -> None:
+        super().__init__(noise=noise)
+        self.dump_dir = dump_dir
+        self.lr = lr
+
+    def fit(self, X, y, *, seed, X_val=None, y_val=None, n_classes=None, n_train=None):
+        super().fit(X, y, seed=seed)
+        if self.dump_dir:
+            import os
+
+            path = os.path.join(self.dump_dir, f"{len(os.listdir(self.dump_dir))}.npz")
+            arrays = {"X": X, "n_classes": -1 if n_classes is None else n_classes,
+                      "n_train": -1 if n_train is None else n_train}
+            arrays.update({k: v for k, v in (("X_val", X_val), ("y_val", y_val)) if v is not None})
+            np.savez(path, **arrays)
+        self.diagnostics_ = {
+            "n_fit": len(X), "n_val": 0 if X_val is None else len(X_val),
+            "n_classes": -1 if n_classes is None else n_classes, "n_train": -1 if n_train is None else n_train,
+            "note": "ignored: not a number",
+        }
+        return self
+
+
+class PlainRecorder(RecordingAdapter):
+    """The same, with a plain ``fit(X, y, *, seed)``: gets the whole training split."""
+
+    def fit(self, X, y, *, seed):
+        return super().fit(X, y, seed=seed)
+
+
+class BadDrawsAdapter(NoisyAdapter):
+    """Classification draws that are each invalid though their mean is a distribution.
+
+    ``mode="negative"``: draw pairs ``p + d`` and ``p - d`` with entries outside [0, 1];
+    ``mode="unnormalised"``: draws summing to 0.9 and 1.1 alternately.
+    """
+
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
+
+    def __init__(self, *, mode: str = "negative") -> None:
+        super().__init__(noise=0.1)
+        self.mode = mode
+
+    def sample_predictive(self, X: np.ndarray, *, n_samples: int, seed: int):
+        p = super().sample_predictive(X, n_samples=n_samples, seed=seed).probs
+        sign = np.where(np.arange(n_samples) % 2 == 0, 1.0, -1.0)[:, None, None]
+        if self.mode == "negative":
+            d = np.zeros_like(p)
+            d[..., 0], d[..., 1] = 0.8, -0.8
+            p = p + sign * d
+        else:
+            p = p * (1.0 + 0.1 * sign)
+        return ClassificationSamples(p)

@@ -30,6 +30,7 @@ its decoded images under ``generate/<name>``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import time
@@ -47,7 +48,9 @@ from uqbench.interface import (
     ClassificationSamples,
     ReconstructionSamples,
     RegressionSamples,
+    fit_keywords,
     n_parameters,
+    validation_split,
 )
 from uqbench.store import make_row
 
@@ -99,9 +102,13 @@ class CellContext:
     Attributes
     ----------
     n_samples : the draws S per split (see :func:`draws_for`).
+    validation_fraction : the share of the training split held out for an adapter whose
+        ``fit`` takes ``X_val`` (see :func:`validation_split`).
     samples, targets, inputs : split -> samples (original target units), targets
         (original units; labels for classification and reconstruction; None when the
         split has none) and inputs, for ``"test"`` and each ``"ood:<name>"``.
+    record : JSON-safe facts about the cell for its ``cells/<key>.json`` (e.g. the
+        validation rows held out and the ``fit`` keywords passed).
     """
 
     cell: Cell
@@ -111,12 +118,14 @@ class CellContext:
     n_samples: int
     n_bootstrap: int
     metrics: Any
+    validation_fraction: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     times: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, Any] = field(default_factory=dict)
     targets: dict[str, np.ndarray | None] = field(default_factory=dict)
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
     def seed(self, name: str) -> int:
         return derive_seed(self.cell.seed, name)
@@ -265,11 +274,59 @@ def point_scores(samples: Any, *, X: np.ndarray | None = None) -> dict[str, np.n
 # -- core steps --------------------------------------------------------------------------
 
 
-def fit_step(ctx: CellContext) -> None:
+def fit_inputs(ctx: CellContext) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """(X, y, keywords) for ``ctx.adapter.fit``, per the opt-in keywords its ``fit`` names.
+
+    An adapter naming ``X_val`` gets the validation split (:func:`validation_split`, seeded
+    by the cell seed's ``"validation"`` stream: the same rows for every adapter of a
+    (dataset, seed)) as ``X_val``/``y_val`` and trains on the remaining rows; the others
+    get the whole training split. ``n_classes`` is the dataset's (None unless
+    classification); ``n_train`` the training split's size before the carve-out. Records
+    what was passed in ``ctx.record``.
+    """
     ds = ctx.dataset
-    y = None if ctx.mode == "reconstruction" else ds.y_train
+    X, y = ds.X_train, (None if ctx.mode == "reconstruction" else ds.y_train)
+    wanted = fit_keywords(ctx.adapter)
+    kwargs: dict[str, Any] = {}
+    validation = None
+    if "X_val" in wanted:
+        seed = ctx.seed("validation")
+        fit_rows, val_rows = validation_split(len(X), ctx.validation_fraction, seed)
+        if len(val_rows):
+            kwargs["X_val"] = X[val_rows]
+            if "y_val" in wanted:
+                kwargs["y_val"] = None if y is None else y[val_rows]
+            X, y = X[fit_rows], None if y is None else y[fit_rows]
+        else:
+            kwargs["X_val"] = None
+            if "y_val" in wanted:
+                kwargs["y_val"] = None
+        validation = {
+            "fraction": ctx.validation_fraction,
+            "seed": seed,
+            "n_validation": len(val_rows),
+            "n_fit": len(fit_rows),
+            "rows_sha256": hashlib.sha256(np.asarray(val_rows, dtype="<i8").tobytes()).hexdigest(),
+        }
+    if "n_classes" in wanted:
+        kwargs["n_classes"] = ds.n_classes if ctx.mode == "classification" else None
+    if "n_train" in wanted:
+        kwargs["n_train"] = len(ds.X_train)
+    ctx.record["validation"] = validation
+    ctx.record["fit_keywords"] = sorted(kwargs)
+    return X, y, kwargs
+
+
+def fit_step(ctx: CellContext) -> None:
+    """Fit (timed) on :func:`fit_inputs`; rows for time, memory, size and ``diagnostics_``.
+
+    An adapter's ``diagnostics_`` (a flat dict set by ``fit``: a tuned prior precision, a
+    step size, an acceptance rate, R-hat...) gives one row per numeric scalar entry, split
+    ``"diagnostics"``, metric = key; other entries are ignored.
+    """
+    X, y, kwargs = fit_inputs(ctx)
     with measure() as m:
-        ctx.adapter.fit(ds.X_train, y, seed=ctx.seed("fit"))
+        ctx.adapter.fit(X, y, seed=ctx.seed("fit"), **kwargs)
     n_params = n_parameters(ctx.adapter)
     ctx.add("fit", "fit_wall_seconds", m.wall_seconds)
     ctx.add("fit", "fit_cpu_seconds", m.cpu_seconds)
@@ -277,6 +334,11 @@ def fit_step(ctx: CellContext) -> None:
     ctx.add("fit", "n_parameters", math.nan if n_params is None else float(n_params))
     ctx.times["fit_wall_seconds"] = m.wall_seconds
     ctx.times["fit_cpu_seconds"] = m.cpu_seconds
+    diagnostics = getattr(ctx.adapter, "diagnostics_", None)
+    if isinstance(diagnostics, Mapping):
+        for key, value in diagnostics.items():
+            if _is_number(value):
+                ctx.add("diagnostics", str(key), float(value))
 
 
 def sample_step(ctx: CellContext) -> None:
@@ -461,15 +523,8 @@ def fidelity_step(ctx: CellContext) -> None:
     original target units as float32 ``fidelity/<split>/loc`` and ``fidelity/<split>/scale``
     ``[S, N, D]``, and ``fidelity/<split>/index`` ``[N]`` when an OOD set was subsampled
     (:func:`ood_subset`: the same points for every adapter of a (dataset, seed)). Other
-    tasks store nothing. For every task, an adapter's ``diagnostics_`` dict (e.g. an HMC
-    sampler's ``rhat_max``, ``divergences``) gives one row per numeric scalar entry, split
-    ``"diagnostics"``, metric = key; other entries are ignored.
+    tasks store nothing. (An adapter's ``diagnostics_`` rows come from :func:`fit_step`.)
     """
-    diagnostics = getattr(ctx.adapter, "diagnostics_", None)
-    if isinstance(diagnostics, Mapping):
-        for key, value in diagnostics.items():
-            if _is_number(value):
-                ctx.add("diagnostics", str(key), float(value))
     if ctx.mode != "regression":
         return
     for split, samples in ctx.samples.items():
@@ -512,6 +567,7 @@ class CellOutcome:
     stage: str = ""
     times: dict[str, Any] = field(default_factory=dict)
     traceback: str = ""
+    record: dict[str, Any] = field(default_factory=dict)  # CellContext.record, plus "params"
 
 
 def run_cell(
@@ -523,6 +579,7 @@ def run_cell(
     n_samples: int,
     n_bootstrap: int,
     steps: list[tuple[str, CellStep]] | None = None,
+    validation_fraction: float = 0.0,
 ) -> CellOutcome:
     """Run the steps of ``cell`` on a loaded ``dataset``; never raises for adapter bugs.
 
@@ -533,6 +590,7 @@ def run_cell(
     metrics : object with ``evaluate``, ``evaluate_ood`` and ``curves`` (for reconstruction
         cells they take the inputs as keywords, as :mod:`uqbench.metrics` does).
     n_samples : the suite's draws per split (reconstruction cells: see :func:`draws_for`).
+    validation_fraction : see :class:`CellContext`.
     """
     if not cell.applicable:
         return CellOutcome("skipped", [], {}, reason=f"not applicable: {cell.reason}")
@@ -541,13 +599,17 @@ def run_cell(
     ctx: CellContext | None = None
     try:
         adapter = make_adapter()
-        ctx = CellContext(cell, cell.mode, dataset, adapter, draws_for(cell.mode, n_samples), n_bootstrap, metrics)
+        ctx = CellContext(
+            cell, cell.mode, dataset, adapter, draws_for(cell.mode, n_samples), n_bootstrap, metrics,
+            validation_fraction=validation_fraction,
+        )
         for stage, step in steps if steps is not None else cell_steps():  # noqa: B007
             step(ctx)
     except Exception as exc:
         row = make_row(cell.adapter, cell.dataset, cell.seed, stage, "", math.nan, status="failed", error=one_line(exc))
         times = {} if ctx is None else ctx.times
         times["cell_wall_seconds"] = time.perf_counter() - t0
-        return CellOutcome("failed", [row], {}, one_line(exc), stage, times, traceback.format_exc())
+        record = {} if ctx is None else ctx.record
+        return CellOutcome("failed", [row], {}, one_line(exc), stage, times, traceback.format_exc(), record)
     ctx.times["cell_wall_seconds"] = time.perf_counter() - t0
-    return CellOutcome("ok", ctx.rows, ctx.arrays, times=ctx.times)
+    return CellOutcome("ok", ctx.rows, ctx.arrays, times=ctx.times, record=ctx.record)

@@ -127,8 +127,10 @@ _KEEP: list[Any] = []
 
 
 def _adapters_of(plan: Plan, cells: Sequence[Cell] | None = None) -> list[str]:
+    """The adapters a worker must import for ``cells`` (not the unavailable ones: their
+    cells fail with the reason the plan recorded)."""
     chosen = cells if cells is not None else plan.cells
-    return sorted({c.adapter for c in chosen if c.applicable})
+    return sorted({c.adapter for c in chosen if c.applicable and c.adapter not in plan.unavailable})
 
 
 def rss_bytes(pid: int | str = "self") -> int | None:

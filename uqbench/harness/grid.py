@@ -19,7 +19,7 @@ import fnmatch
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -339,20 +339,33 @@ class Plan:
     suite: Suite
     cells: tuple[Cell, ...]
     data_dir: str | None = None
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def applicable(self) -> tuple[Cell, ...]:
         return tuple(c for c in self.cells if c.applicable)
 
 
+def cell_params(plan: Plan, catalog: Catalog, adapter: str, dataset: str) -> dict[str, Any]:
+    """The constructor keywords ``adapter`` gets on ``dataset``: the suite's budgets it
+    accepts, the device, and its ``adapter_params`` (unfiltered for an unavailable adapter,
+    whose constructor cannot be inspected)."""
+    accepted = None if adapter in plan.unavailable else catalog.adapter_keywords(adapter)
+    return plan.suite.params_for(adapter, dataset, accepted)
+
+
 def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str] | None = None) -> Plan:
     """Resolve ``suite`` into cells.
+
+    An adapter named in ``suite.adapters`` that cannot be imported or lacks a requirement
+    is not an error here: it goes into ``Plan.unavailable`` with the reason, and each of
+    its cells (one per dataset and seed, run as the dataset's task) fails with it.
 
     Raises
     ------
     UserError
-        Unknown adapter, dataset or metric name, an unavailable adapter that was asked
-        for by name, no adapter available, or a missing data directory.
+        Unknown adapter (no such entry point: a typo), dataset or metric name, a device
+        torch does not see, no adapter available, or a missing data directory.
     """
     datasets = expand_datasets(suite.datasets, catalog.dataset_names())
     sources = [catalog.dataset(name) for name in datasets]
@@ -370,8 +383,21 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
     for name in (*adapters, *datasets):
         if KEY_SEPARATOR in name or "/" in name or os.sep in name:
             raise UserError(f"name {name!r} may not contain {KEY_SEPARATOR!r} or a path separator")
-    tasks = {name: catalog.adapter_tasks(name) for name in adapters}
+    tasks: dict[str, frozenset[str]] = {}
+    unavailable: dict[str, str] = {}
     for name in adapters:
+        try:
+            tasks[name] = catalog.adapter_tasks(name)
+        except AdapterUnavailableError as exc:  # installed but unusable: its cells fail
+            unavailable[name] = str(exc)
+    if suite.device != "cpu":
+        from uqbench.devices import resolve_device
+
+        try:
+            resolve_device(suite.device)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    for name in tasks:
         # Constructors only store hyperparameters: building one now turns a typo in
         # adapter_params into one UserError before the run instead of failed cells.
         for dataset in datasets:
@@ -386,7 +412,10 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
             for adapter in adapters:
                 if not suite.runs_on(adapter, source.name, seed):
                     continue
-                mode, reason = cell_mode(tasks[adapter], source.task, source.image)
+                if adapter in unavailable:  # its tasks are unknown: fail the cell, run as the data's task
+                    mode, reason = source.task, ""
+                else:
+                    mode, reason = cell_mode(tasks[adapter], source.task, source.image)
                 cells.append(Cell(adapter, source.name, seed, mode, reason))
     resolved = suite.replace(adapters=tuple(adapters), datasets=datasets, metrics=metrics)
-    return Plan(resolved, tuple(cells), resolved_dir)
+    return Plan(resolved, tuple(cells), resolved_dir, unavailable)

@@ -75,19 +75,24 @@ def gradient_variance(
     if not params:
         raise ValueError(f"{type(adapter).__name__}.probe_parameters() returned no tensors")
     keys, tensors = list(params), list(params.values())
+    # The model's device (its parameters'): data and accumulators go there; the minibatch
+    # draws stay on a CPU generator so a seed picks the same rows on every device.
+    device = tensors[0].device
+    Xt, yt = Xt.to(device), yt.to(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
 
     out: list[tuple[str, float]] = []
-    generator = torch.Generator().manual_seed(int(seed))
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    with torch.random.fork_rng(devices=cuda), torch.enable_grad():
         torch.manual_seed(int(seed))
         for b in sizes:
             if b > n:
                 continue
             # Welford's running mean and sum of squared deviations, per coordinate, in float64.
-            mean = [torch.zeros(t.numel(), dtype=torch.float64) for t in tensors]
-            m2 = [torch.zeros(t.numel(), dtype=torch.float64) for t in tensors]
+            mean = [torch.zeros(t.numel(), dtype=torch.float64, device=device) for t in tensors]
+            m2 = [torch.zeros(t.numel(), dtype=torch.float64, device=device) for t in tensors]
             for k in range(1, int(n_repeats) + 1):
-                idx = torch.randperm(n, generator=generator)[: int(b)]
+                idx = torch.randperm(n, generator=generator, device="cpu")[: int(b)].to(device)
                 loss = adapter.training_loss(Xt[idx], yt[idx], n)
                 for i, g in enumerate(torch.autograd.grad(loss, tensors)):
                     g = g.detach().reshape(-1).double()

@@ -30,7 +30,7 @@ from uqbench import store
 from uqbench.errors import UserError
 from uqbench.harness.cell import CellOutcome, one_line, run_cell
 from uqbench.harness.executors import failed_outcome
-from uqbench.harness.grid import Catalog, Cell, Plan, plan_run, select_metrics
+from uqbench.harness.grid import Catalog, Cell, Plan, cell_params, plan_run, select_metrics
 from uqbench.suites import Suite
 
 
@@ -68,6 +68,7 @@ class Run:
     plan: Plan
     catalog: Catalog
     resumed: bool = False
+    notes: tuple[str, ...] = ()  # e.g. an adapter whose version changed since the run began
 
 
 @dataclass
@@ -124,6 +125,7 @@ def prepare(
 
     catalog = catalog or Catalog()
     plan = plan_run(suite, catalog=catalog, data_dir=data_dir)
+    adapters = adapters_record(plan, catalog)
     run_dir = store.new_run_dir(out, plan.suite.name)
     record = {
         "uqbench_version": __version__,
@@ -132,6 +134,7 @@ def prepare(
         "n_cells": len(plan.cells),
         "n_applicable": len(plan.applicable),
         "steps": _steps_note(plan.suite),
+        "adapters": adapters,
         "environment": capture_environment(argv),
         "status": "created",
         "started": None,
@@ -141,6 +144,27 @@ def prepare(
     }
     store.write_run_json(run_dir, record)
     return Run(run_dir, plan, catalog)
+
+
+def adapters_record(plan: Plan, catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """Per adapter of ``plan``: where it comes from (:func:`uqbench.registry.adapter_provenance`:
+    entry point, distribution, version, git commit; None for an injected test catalog),
+    whether it is available (and why not), and its constructor keywords per dataset."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in plan.suite.adapters or ():
+        provenance: dict[str, Any] = {}
+        if catalog.is_default():
+            from uqbench import registry
+
+            provenance = registry.adapter_provenance(name)
+        datasets = [d for d in plan.suite.datasets if plan.suite.runs_on(name, d)]
+        out[name] = {
+            **provenance,
+            "available": name not in plan.unavailable,
+            "reason": plan.unavailable.get(name, ""),
+            "params": {d: cell_params(plan, catalog, name, d) for d in datasets},
+        }
+    return out
 
 
 def prepare_resume(
@@ -166,7 +190,10 @@ def prepare_resume(
         for key, cell in store.read_cells(run_dir).items():
             if cell.get("status") == "failed":
                 store.forget_cell(run_dir, key)
-    return Run(run_dir, plan, catalog, resumed=True)
+    from uqbench.registry import provenance_changes
+
+    notes = provenance_changes(record.get("adapters") or {}, adapters_record(plan, catalog))
+    return Run(run_dir, plan, catalog, resumed=True, notes=tuple(notes))
 
 
 def _update_run_json(run_dir: Path, session: dict[str, Any], status: str) -> None:
@@ -208,24 +235,29 @@ class _DatasetCache:
 def _run_one(
     cell: Cell, run: Run, cache: _DatasetCache, steps: list[Any], broken: dict[str, str] | None = None
 ) -> CellOutcome:
-    if cell.applicable and broken and cell.adapter in broken:
-        return failed_outcome(cell, "warm_up", broken[cell.adapter])
     if not cell.applicable:
         return run_cell(cell, dataset=None, make_adapter=lambda: None, metrics=None, n_samples=1, n_bootstrap=1)
-    dataset = cache.get(cell)
-    if isinstance(dataset, Exception):
-        return failed_outcome(cell, "load", one_line(dataset))
-    suite = run.plan.suite
-    params = suite.params_for(cell.adapter, cell.dataset, run.catalog.adapter_keywords(cell.adapter))
-    return run_cell(
-        cell,
-        dataset=dataset,
-        make_adapter=lambda: run.catalog.make_adapter(cell.adapter, params),
-        metrics=select_metrics(run.catalog.metrics, suite.metrics),
-        n_samples=suite.n_samples,
-        n_bootstrap=suite.n_bootstrap,
-        steps=steps,
-    )
+    plan, suite = run.plan, run.plan.suite
+    params = cell_params(plan, run.catalog, cell.adapter, cell.dataset)
+    if cell.adapter in plan.unavailable:
+        outcome = failed_outcome(cell, "import", plan.unavailable[cell.adapter])
+    elif broken and cell.adapter in broken:
+        outcome = failed_outcome(cell, "warm_up", broken[cell.adapter])
+    elif isinstance(dataset := cache.get(cell), Exception):
+        outcome = failed_outcome(cell, "load", one_line(dataset))
+    else:
+        outcome = run_cell(
+            cell,
+            dataset=dataset,
+            make_adapter=lambda: run.catalog.make_adapter(cell.adapter, params),
+            metrics=select_metrics(run.catalog.metrics, suite.metrics),
+            n_samples=suite.n_samples,
+            n_bootstrap=suite.n_bootstrap,
+            steps=steps,
+            validation_fraction=suite.validation_fraction,
+        )
+    outcome.record["params"] = params
+    return outcome
 
 
 def execute(
@@ -297,6 +329,7 @@ def execute(
         "cell_timeout": cell_timeout,
         "cell_memory": cell_memory,
         "status": "running",
+        "notes": list(run.notes),
     }
     _update_run_json(run_dir, session, "running")
     t0 = time.perf_counter()
@@ -384,6 +417,11 @@ def _write_cell(
         "started": started,
         "ended": ended,
         "traceback": outcome.traceback,
+        # The exact constructor keywords (suite budgets, device and adapter_params merged),
+        # the validation rows held out and the fit keywords passed (see harness.cell).
+        "params": outcome.record.get("params"),
+        "validation": outcome.record.get("validation"),
+        "fit_keywords": outcome.record.get("fit_keywords"),
     }
     store.write_cell(run.run_dir, cell.key, record)
     _fault("after_cell", n_written, run.run_dir)

@@ -1,0 +1,1 @@
+"""An example uqbench plugin (see ``ridge.BayesianRidgeAdapter``)."""
