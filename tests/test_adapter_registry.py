@@ -218,13 +218,13 @@ def _cells(run_root):
     return {(c["adapter"], c["seed"]): c for c in store.read_cells(run_dir).values()}
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_framework_that_fails_to_import_fails_only_its_cells(plugin_path, tmp_path, jobs):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_framework_that_fails_to_import_fails_only_its_cells(plugin_path, tmp_path, workers):
     code = f"import sys; sys.path.insert(0, {str(plugin_path)!r}); from uqbench.cli import main; sys.exit(main(sys.argv[1:]))"
     out = tmp_path / "runs"
     run = subprocess.run(
         [sys.executable, "-c", code, "run", "--adapters", "bad-framework,constant", "--datasets", "toy-gap",
-         "--seeds", "2", "--samples", "4", "--jobs", jobs, "--out", str(out)],
+         "--seeds", "2", "--samples", "4", "--workers", workers, "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 1, run.stderr  # some cells failed, the run finished
@@ -240,7 +240,7 @@ def test_a_worker_that_dies_fails_its_cell_and_the_run_goes_on(plugin_path, tmp_
     out = tmp_path / "runs"
     run = subprocess.run(
         [sys.executable, "-c", code, "run", "--adapters", "crasher,constant", "--datasets", "toy-gap",
-         "--seeds", "2", "--samples", "4", "--jobs", "2", "--out", str(out)],
+         "--seeds", "2", "--samples", "4", "--workers", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 1, run.stderr

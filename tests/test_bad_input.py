@@ -534,11 +534,11 @@ def _foreign_cell(run_dir: Path) -> None:
 
 
 def _unwritable_run_json(run_dir: Path) -> None:
-    (run_dir / ".run.json.tmp").mkdir()  # where run.json is written first: cannot be a file
+    (run_dir / f".run.json.{os.getpid()}.tmp").mkdir()  # where run.json is written first: cannot be a file
 
 
 def _unwritable_report(run_dir: Path) -> None:
-    (run_dir / "index.html.tmp").mkdir()
+    (run_dir / f".index.html.{os.getpid()}.tmp").mkdir()
 
 
 RUN_DIR_CASES = {
@@ -553,7 +553,7 @@ RUN_DIR_CASES = {
                                   ["holds 1 record(s) that are not cells of this run's suite 'quick'", "det__digits__1.json"]),
     "resume-unwritable": (_unwritable_run_json, ["run", "--resume", "{run}"],
                           ["cannot write {run}/run.json: Is a directory", "(fix it, then: uqbench run --resume {run})"]),
-    "report-unwritable": (_unwritable_report, ["report", "{run}"], ["cannot write {run}/index.html.tmp: Is a directory"]),
+    "report-unwritable": (_unwritable_report, ["report", "{run}"], ["cannot write {run}/index.html: Is a directory"]),
     "resume-not-a-run-dir": (lambda run_dir: (run_dir / store.RUN_JSON).unlink(), ["run", "--resume", "{run}"],
                              ["{run} is not a uqbench run directory (has no run.json)"]),
 }

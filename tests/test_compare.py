@@ -17,14 +17,14 @@ from scipy import stats
 
 from uqbench import store
 from uqbench.cli import main
-from uqbench.compare import (
+from uqbench.harness.runner import run_suite
+from uqbench.results.compare import (
     DEFAULT_SPEED_THRESHOLD,
     DEFAULT_THRESHOLD,
     assess,
     metric_rule,
     resolve_threshold,
 )
-from uqbench.harness.runner import run_suite
 from uqbench.suites import QUICK
 
 SPEED = ("fit_wall_seconds", "fit_cpu_seconds", "sample_seconds_per_draw", "fit_peak_rss_mb", "sample_peak_rss_mb")

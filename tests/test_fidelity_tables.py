@@ -18,7 +18,10 @@ from _dummies import DeterministicDummy, NoisyAdapter, load_toy_cls
 
 from uqbench import store
 from uqbench.datasets import Dataset, OODSet
-from uqbench.fidelity import (
+from uqbench.harness import Catalog, DatasetSource, run_suite
+from uqbench.harness import cell as cell_module
+from uqbench.metrics import predictive_wasserstein
+from uqbench.results.fidelity import (
     COLUMNS,
     FIDELITY_METRICS,
     fidelity_markdown,
@@ -27,10 +30,7 @@ from uqbench.fidelity import (
     unconverged_references,
     write_fidelity,
 )
-from uqbench.harness import Catalog, DatasetSource, run_suite
-from uqbench.harness import cell as cell_module
-from uqbench.metrics import predictive_wasserstein
-from uqbench.paper_table import (
+from uqbench.results.paper import (
     Block,
     format_mean_se,
     paper_stats,

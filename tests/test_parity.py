@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from uqbench.parity import COLUMNS, DEFAULT_PAIRS, paired_interval, parity_table
+from uqbench.results.parity import COLUMNS, DEFAULT_PAIRS, parity_table
+from uqbench.results.stats import paired_interval
 
 
 def _rows(adapter: str, dataset: str, split: str, metric: str, values: dict[int, float], status: str = "ok") -> list[dict]:

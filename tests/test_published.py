@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uqbench.paper_table import paper_markdown, paper_stats
-from uqbench.published import (
+from uqbench.results.paper import paper_markdown, paper_stats, published_markdown
+from uqbench.results.published import (
     GAL2016_DROPOUT,
     PublishedTable,
     published_comparison,
-    published_markdown,
 )
 
 

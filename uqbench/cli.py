@@ -11,7 +11,9 @@ Heavy modules (torch, pandas, the metrics) are imported inside the commands so t
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -71,6 +73,36 @@ def _memory(text: str) -> int:
     return int(value)
 
 
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 1 (or inf), got {text!r}")
+    return value
+
+
+def _threshold_item(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected METRIC=FACTOR, e.g. nll_loss=1.05, got {text!r}")
+    try:
+        return name.strip(), _factor(value.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{name.strip()}: {exc}") from None
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
+    return value
+
+
 def _device(text: str) -> str:
     from uqbench.devices import check_device_name
 
@@ -127,7 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="cells in flight at once (default: one per usable CPU; 1 gives the cleanest timings)",
     )
-    run.add_argument("--jobs", type=_positive_int, metavar="N", dest="workers", help=argparse.SUPPRESS)
     run.add_argument("--ray-address", metavar="ADDR", help="connect to this Ray cluster (default: start a local one)")
     run.add_argument(
         "--cell-timeout",
@@ -172,10 +203,75 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write RUN_DIR/index.html, the self-contained HTML report")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `uqbench run`")
     rep.set_defaults(func=cmd_report)
-    from uqbench import compare
-
-    compare.add_parser(sub)
+    _add_compare_parser(sub)
     return parser
+
+
+def _add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``compare`` to the ``uqbench`` sub-commands (see :mod:`uqbench.results.compare`)."""
+    from uqbench.results.compare import (
+        DEFAULT_ALPHA,
+        DEFAULT_SPEED_THRESHOLD,
+        DEFAULT_THRESHOLD,
+        FORMATS,
+    )
+
+    p = subparsers.add_parser(
+        "compare",
+        help="compare two run directories; exit 1 on a significant regression (CI gate)",
+        description=(
+            "Join two run directories on (adapter, dataset, split, metric) and report what "
+            "changed. Exit 1 when a metric got worse by more than its factor AND the change "
+            "is significant over the seeds (paired t-test on common seeds, else Welch's, "
+            "else non-overlapping bootstrap intervals), or when a cell ok in BASE failed in "
+            "NEW; exit 0 otherwise; exit 2 on unusable input. Quality metrics: relative "
+            "change of the mean, |BASE| floored per metric; speed metrics (times, memory): "
+            "ratio of the medians over seeds."
+        ),
+    )
+    p.add_argument("base", metavar="BASE", help="the reference run directory")
+    p.add_argument("new", metavar="NEW", help="the run directory to check")
+    p.add_argument(
+        "--threshold", type=_threshold_item, action="append", metavar="METRIC=FACTOR",
+        help="per-metric factor (repeatable; METRIC may be a pattern like '*_seconds'; inf: never fail)",
+    )
+    p.add_argument(
+        "--default-threshold", type=_factor, default=DEFAULT_THRESHOLD, metavar="F",
+        help=f"factor for quality metrics (default {DEFAULT_THRESHOLD})",
+    )
+    p.add_argument(
+        "--speed-threshold", type=_factor, default=DEFAULT_SPEED_THRESHOLD, metavar="F",
+        help=f"factor for time and memory metrics, a ratio of medians (default {DEFAULT_SPEED_THRESHOLD})",
+    )
+    p.add_argument(
+        "--alpha", type=_alpha, default=DEFAULT_ALPHA, metavar="A",
+        help=f"significance level of the t-tests (default {DEFAULT_ALPHA})",
+    )
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
+    p.add_argument("--all", action="store_true", help="show every compared row, not only changes beyond the limits")
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+# -- compare ---------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace, catalog: Any = None) -> int:
+    """Run ``uqbench compare``: print the report on stdout, return 0 / 1 (UserError -> 2)."""
+    from uqbench.results.compare import compare_runs, render
+
+    comparison = compare_runs(
+        args.base,
+        args.new,
+        thresholds=dict(args.threshold or []),
+        default_threshold=args.default_threshold,
+        speed_threshold=args.speed_threshold,
+        alpha=args.alpha,
+    )
+    sys.stdout.write(render(comparison, args.format, show_all=args.all))
+    sys.stdout.flush()
+    return comparison.exit_code
+
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -299,37 +395,22 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
             ray_address=args.ray_address,
         )
     except UserError as exc:  # e.g. a data file that cannot be read, found mid-run
-        raise UserError(f"{exc} (fix it, then: uqbench run --resume {run_dir})") from exc
+        raise UserError(f"{exc} (fix it, then: uqbench run --resume {shlex.quote(str(run_dir))})") from exc
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished cells are kept in {run_dir}\n"
-            f"resume with: uqbench run --resume {run_dir}",
+            f"resume with: uqbench run --resume {shlex.quote(str(run_dir))}",
             file=sys.stderr,
             flush=True,
         )
         return EXIT_INTERRUPTED
-    _print_summary(console, run_dir, result.cells)
-    _print_parity(console, run_dir)
-    _write_tables(run_dir)
-    _write_report(run_dir)
+    from uqbench.results import write_outputs
+
+    write_outputs(run_dir, console=console, cells=result.cells)
     if result.failures:
         print(f"uqbench: {len(result.failures)} cell(s) failed (listed above)", file=sys.stderr)
         return EXIT_FAILED_CELLS
     return EXIT_OK
-
-
-def _print_summary(console: Any, run_dir: os.PathLike[str], cells: dict[str, Any]) -> None:
-    from uqbench import store, summary
-
-    record = store.read_run_json(run_dir)
-    order = {"datasets": record["suite"]["datasets"], "adapters": record["suite"]["adapters"]}
-    results = store.load_results(run_dir)
-    console.print()
-    summary.print_summary(console, results, cells, **order)
-    text = summary.summary_text(results, cells, **order)
-    with open(os.path.join(run_dir, store.SUMMARY_TXT), "w", encoding="utf-8") as f:
-        f.write(text)
-    console.print(f"results: {os.path.join(run_dir, store.RESULTS_CSV)}", highlight=False)
 
 
 def _executor_choice(args: argparse.Namespace, default_catalog: bool) -> tuple[str, int]:
@@ -346,51 +427,13 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _print_parity(console: Any, run_dir: os.PathLike[str]) -> None:
-    """When the run has both twins of a method, print and save the torch-vs-TFP table."""
-    from uqbench import parity, store, summary
-
-    table = parity.parity_table(store.load_results(run_dir))
-    if table.empty:
-        return
-    path = os.path.join(run_dir, "parity.csv")
-    table.to_csv(path, index=False)
-    if store.read_run_json(run_dir)["suite"]["name"] == "parity":
-        console.print(summary.parity_renderable(table))
-    console.print(f"parity (PyTorch vs TFP twins): {path}", highlight=False)
-
-
 # -- report ------------------------------------------------------------------------------
 
 
-def _write_report(run_dir: os.PathLike[str]) -> None:
-    from uqbench.report import write_report
-
-    try:
-        path = write_report(run_dir)
-    except OSError as exc:  # e.g. `uqbench report` on a read-only run directory
-        if not str(exc.filename or "").endswith((".html", ".html.tmp")):
-            raise
-        raise UserError(f"cannot write {exc.filename}: {exc.strerror or exc}") from exc
-    print(f"report: {path}", flush=True)
-
-
-def _write_tables(run_dir: os.PathLike[str]) -> None:
-    """The papers' layout (paper_table.md/.csv) and, with an HMC reference in the run, the
-    posterior-fidelity tables (fidelity.md/.csv)."""
-    from uqbench.fidelity import write_fidelity
-    from uqbench.paper_table import write_paper_tables
-
-    for path in write_paper_tables(run_dir)[:1]:
-        print(f"paper table: {path}", flush=True)
-    path = write_fidelity(run_dir)
-    if path is not None:
-        print(f"posterior fidelity (vs hmc): {path}", flush=True)
-
-
 def cmd_report(args: argparse.Namespace, catalog: Any = None) -> int:
-    _write_tables(args.run_dir)
-    _write_report(args.run_dir)
+    from uqbench.results import write_outputs
+
+    write_outputs(args.run_dir)
     return EXIT_OK
 
 
@@ -410,6 +453,8 @@ def _rows(title: str, rows: list[tuple[str, ...]]) -> list[str]:
 
 def cmd_list(args: argparse.Namespace, catalog: Any = None) -> int:
     from uqbench import registry
+    from uqbench.datasets import DATASETS
+    from uqbench.metrics import METRICS
     from uqbench.suites import SUITES
 
     lines: list[str] = []
@@ -422,25 +467,13 @@ def cmd_list(args: argparse.Namespace, catalog: Any = None) -> int:
             adapters.append((name, "unavailable", _one_line(info.reason)))
     lines += _rows("adapters", adapters)
 
-    try:
-        from uqbench.datasets import DATASETS
-    except ImportError as exc:
-        lines.append(f"datasets: unavailable ({_one_line(exc)})")
-    else:
-        lines += _rows("datasets", [
-            (s.name, s.task, s.summary + (" [needs --data-dir]" if s.needs_data_dir else ""))
-            for s in DATASETS.values()
-        ])
-
-    try:
-        from uqbench.metrics import METRICS
-    except ImportError as exc:
-        lines.append(f"metrics: unavailable ({_one_line(exc)})")
-    else:
-        lines += _rows("metrics", [
-            (m.name, ",".join(sorted(m.tasks)), _one_line(m.definition))
-            for m in METRICS.values()
-        ])
+    lines += _rows("datasets", [
+        (s.name, s.task, s.summary + (" [needs --data-dir]" if s.needs_data_dir else ""))
+        for s in DATASETS.values()
+    ])
+    lines += _rows("metrics", [
+        (m.name, ",".join(sorted(m.tasks)), _one_line(m.definition)) for m in METRICS.values()
+    ])
 
     lines += _rows("suites", [(s.name, s.description) for s in SUITES.values()])
     print("\n".join(lines))

@@ -25,6 +25,7 @@ result), and a resume drops those rows from the file (:func:`keep_rows_of`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -130,22 +131,36 @@ def require_run_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically and durably; return the path.
+
+    The bytes go to a hidden temporary file beside it, are flushed and fsync'ed, then
+    renamed over ``path``: a reader sees the old file or the new one, never a part. On an
+    OSError the old file, if any, is untouched and a one-line :class:`StoreWriteError`
+    is raised. Every file uqbench writes whole (JSON records, reports, tables, caches)
+    goes through here.
+    """
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never share one
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:  # the old file, if any, is untouched
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise _cannot_write(path, exc) from exc
+    return path
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
     """Write ``record`` (with ``schema_version`` first) atomically as JSON."""
     data = {"schema_version": SCHEMA_VERSION, **{k: v for k, v in record.items() if k != "schema_version"}}
-    _write_atomic(path, (json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(path, (json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n").encode())
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -159,21 +174,28 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, non-finite floats to None, tuples to lists."""
+def jsonable(value: Any) -> Any:
+    """JSON-safe copy of ``value`` (for ``json.dumps(..., allow_nan=False)``).
+
+    Mappings to dicts with string keys, lists/tuples/arrays to lists, numpy scalars to
+    Python ones, non-finite floats to None, paths to strings; any other object that is not
+    a JSON value (``str``, ``int``, ``float``, ``bool``, None) to ``str(value)``.
+    """
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def write_run_json(run_dir: Path, record: Mapping[str, Any]) -> None:
@@ -267,7 +289,7 @@ def keep_rows_of(run_dir: Path, keys: set[str]) -> int:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerows(kept)
-    _write_atomic(path, buf.getvalue().encode("utf-8"))
+    write_atomic(path, buf.getvalue().encode("utf-8"))
     return len(body) - len(kept)
 
 
@@ -376,7 +398,7 @@ def write_arrays(run_dir: Path, key: str, arrays: Mapping[str, np.ndarray]) -> P
     path = Path(run_dir) / ARRAYS_DIR / f"{key}.npz"
     buf = io.BytesIO()
     np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return path
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from uqbench.devices import check_device_name
 from uqbench.errors import UserError
 
-__all__ = ["SUITES", "Suite", "SuiteError", "get_suite", "load_suite_file", "suite_names"]
+__all__ = ["SUITES", "Suite", "SuiteError", "get_suite", "load_suite_file"]
 
 # Optional per-cell steps a suite may switch on (see uqbench.harness.cell.OPTIONAL_STEPS).
 KNOWN_STEPS = ("probe", "fidelity")
@@ -375,10 +375,6 @@ PARITY = Suite(
 )
 
 SUITES: dict[str, Suite] = {s.name: s for s in (QUICK, STANDARD, PARITY)}
-
-
-def suite_names() -> list[str]:
-    return list(SUITES)
 
 
 def get_suite(name: str) -> Suite:

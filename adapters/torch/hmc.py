@@ -67,6 +67,7 @@ loads them instead of sampling (``diagnostics_["from_cache"]`` is then True and
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -84,6 +85,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from uqbench import store
 from uqbench.interface import RegressionSamples
 from uqbench_adapters._validation import is_positive_int, is_real, validate_fit_data, validate_X
 
@@ -540,10 +542,9 @@ def _nanmin(a: np.ndarray) -> float:
 def _save_cache(path: Path, draws: np.ndarray, diagnostics: dict[str, Any]) -> None:
     """Write atomically (a temporary file renamed), so a killed run leaves no torn cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, draws=draws, diagnostics=np.array(json.dumps(diagnostics)))
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, draws=draws, diagnostics=np.array(json.dumps(diagnostics)))
+    store.write_atomic(path, buf.getvalue())
 
 
 def _load_cache(path: Path) -> tuple[np.ndarray, dict[str, Any]]:

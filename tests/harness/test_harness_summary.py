@@ -9,9 +9,10 @@ import statistics
 import pandas as pd
 from rich.console import Console
 
-from uqbench import store, summary
+from uqbench import store
 from uqbench.harness import execute, prepare, run_suite
 from uqbench.harness.runner import RichProgress
+from uqbench.results import summary
 
 
 def test_format_mean_std_against_statistics():
@@ -92,7 +93,7 @@ def test_autoencoders_get_their_own_table_after_the_datasets_task():
 
 
 def test_parity_renderable_shows_intervals_flags_and_ratios():
-    from uqbench.parity import parity_table
+    from uqbench.results.parity import parity_table
 
     rows = []
     for seed, (a, b) in enumerate([(0.90, 0.80), (0.91, 0.80), (0.92, 0.81)]):

@@ -46,7 +46,6 @@ def test_an_injected_catalog_runs_in_worker_processes(tmp_path, catalog, tiny_su
     ("args", "flag"),
     [
         (["--workers", "0"], "--workers"),
-        (["--jobs", "0"], "--jobs"),
         (["--cell-timeout", "-1"], "--cell-timeout"),
         (["--cell-memory", "lots"], "--cell-memory"),
         (["--executor", "spark"], "--executor"),

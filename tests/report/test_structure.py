@@ -199,20 +199,22 @@ def test_embed_json_cannot_close_the_script() -> None:
     assert json.loads(text) == nasty
 
 
-def test_png_encoder_round_trips() -> None:
+def test_embedded_images_hold_the_pixels() -> None:
+    """The manifold's tiled image is inlined as a PNG at its own resolution, ink dark on white."""
     pil = pytest.importorskip("PIL.Image", reason="Pillow is the independent PNG decoder here")
     import base64
     import io
 
-    from uqbench.report.figures import png_data_uri
+    from uqbench.report.figures import manifold_figure
 
-    rng = np.random.default_rng(0)
-    for img in (rng.integers(0, 256, (5, 7), dtype=np.uint8), rng.integers(0, 256, (4, 3, 3), dtype=np.uint8)):
-        uri = png_data_uri(img)
-        decoded = np.asarray(pil.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
-        np.testing.assert_array_equal(decoded, img)
-    with pytest.raises(ValueError, match="uint8"):
-        png_data_uri(np.zeros((2, 2)))
+    rows, cols, h, w = 2, 3, 4, 5
+    pixels = (np.random.default_rng(0).random((rows, cols, h, w)) > 0.5).astype(np.float64)
+    svg = str(manifold_figure({"rows": rows, "cols": cols, "shape": [h, w], "pixels": pixels.ravel().tolist()}))
+    uris = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", svg)
+    assert len(uris) == 1
+    decoded = np.asarray(pil.open(io.BytesIO(base64.b64decode(uris[0]))).convert("L"))
+    tiled = pixels.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+    np.testing.assert_array_equal(decoded, np.where(tiled > 0.5, 0, 255))
 
 
 def test_not_a_run_dir_is_a_user_error(tmp_path: Path) -> None:

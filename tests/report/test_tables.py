@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uqbench.paper_table import format_mean_se
 from uqbench.report import write_report
+from uqbench.results.formatting import format_mean_se
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, float]:

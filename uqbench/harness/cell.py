@@ -517,7 +517,7 @@ def _is_number(value: Any) -> bool:
 
 
 def fidelity_step(ctx: CellContext) -> None:
-    """Keep the predictive draws for the posterior-fidelity post-pass (:mod:`uqbench.fidelity`).
+    """Keep the predictive draws for the posterior-fidelity post-pass (:mod:`uqbench.results.fidelity`).
 
     Regression cells store, per split (``test`` and each ``ood:<name>``), the draws in
     original target units as float32 ``fidelity/<split>/loc`` and ``fidelity/<split>/scale``

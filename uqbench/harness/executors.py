@@ -14,10 +14,10 @@ The memory limit is enforced inside each worker by a watchdog thread that reads 
 process's resident set size every 50 ms and ends the process when it is over the limit
 (an allocation faster than that can overshoot briefly; the kernel's OOM killer remains
 the backstop). Worker threads: one intra-op thread for torch, TensorFlow and BLAS per
-worker, always: with workers >= cores that is what keeps throughput (see
-``../shared/STACK.md``), and with fewer workers two threads measured slower than one on
-these small nets (see :mod:`uqbench.harness.timing`) and would make timings depend on the
-worker count.
+worker, always: with workers >= cores, more threads per worker oversubscribe the cores
+and cut throughput (measured on a 2-core machine), and with fewer workers two threads
+measured slower than one on these small nets (see :mod:`uqbench.harness.timing`) and
+would make timings depend on the worker count.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from uqbench.errors import UserError
-from uqbench.harness.cell import CellOutcome, cell_steps
-from uqbench.harness.grid import Catalog, Cell, Plan
+from uqbench.harness.cell import CellOutcome
+from uqbench.harness.grid import Cell, Plan
+from uqbench.harness.worker import WorkerSpec, WorkerState, failed_outcome, now
 
 EXECUTORS = ("serial", "process", "ray")
 
@@ -51,79 +51,6 @@ _MAX_START_FAILURES = 3
 Done = tuple[Cell, CellOutcome, str, str]
 # run_one(cell, state) -> outcome, where state is what WorkerState.build returns.
 OnStart = Callable[[Cell], None]
-
-
-def now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker needs to run cells of one run (pickled to each worker)."""
-
-    run_dir: Path
-    plan: Plan
-    step_names: tuple[str, ...]
-    catalog: Catalog
-
-
-def failed_outcome(cell: Cell, stage: str, reason: str) -> CellOutcome:
-    from uqbench.store import make_row
-
-    row = make_row(cell.adapter, cell.dataset, cell.seed, stage, "", float("nan"), status="failed", error=reason)
-    return CellOutcome("failed", [row], {}, reason, stage)
-
-
-# -- the per-process worker state (shared by all executors) -------------------------------
-
-
-class WorkerState:
-    """A loaded catalog, dataset cache, warmed-up frameworks and thread limits."""
-
-    def __init__(self, spec: WorkerSpec, adapters: Sequence[str], *, own_process: bool = True) -> None:
-        from uqbench.harness.runner import Run, _DatasetCache
-
-        self.spec = spec
-        self.run = Run(Path(spec.run_dir), spec.plan, spec.catalog, resumed=False)
-        self.steps = cell_steps(spec.step_names)
-        self.cache = _DatasetCache(spec.catalog, spec.plan.data_dir)
-        self.broken: dict[str, str] = {}
-        if not adapters:  # only not-applicable cells: nothing to load
-            return
-        for name in adapters:  # import every adapter module (torch, ...) before the limits
-            spec.catalog.adapter_tasks(name)
-        if own_process:  # the serial executor limits threads itself, for the run only
-            set_worker_threads()
-            # Adapters that cache expensive fits (hmc) keep them with the run.
-            os.environ.setdefault("UQBENCH_CACHE_DIR", str(Path(spec.run_dir) / "cache"))
-        self.broken = spec.catalog.warm_up(list(adapters))
-        from uqbench.harness.timing import warm_up_frameworks
-
-        warm_up_frameworks()
-
-    def run_cell(self, cell: Cell) -> tuple[CellOutcome, str, str]:
-        from uqbench.harness.runner import _run_one
-
-        started = now()
-        outcome = _run_one(cell, self.run, self.cache, self.steps, self.broken)
-        return outcome, started, now()
-
-
-def set_worker_threads() -> None:
-    """One thread for torch, BLAS/OpenMP pools and (if imported later) TensorFlow."""
-    from threadpoolctl import threadpool_limits
-
-    from uqbench.harness.timing import CELL_THREADS
-
-    os.environ["OMP_NUM_THREADS"] = str(CELL_THREADS)
-    # Kept alive for the worker's lifetime (the limits are undone when collected).
-    _KEEP.append(threadpool_limits(limits=CELL_THREADS))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(CELL_THREADS)
-
-
-_KEEP: list[Any] = []
 
 
 def _adapters_of(plan: Plan, cells: Sequence[Cell] | None = None) -> list[str]:

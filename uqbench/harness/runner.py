@@ -22,15 +22,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from uqbench import store
 from uqbench.errors import UserError
-from uqbench.harness.cell import CellOutcome, one_line, run_cell
-from uqbench.harness.executors import failed_outcome
-from uqbench.harness.grid import Catalog, Cell, Plan, cell_params, plan_run, select_metrics
+from uqbench.harness.cell import CellOutcome
+from uqbench.harness.grid import Catalog, Cell, Plan, cell_params, plan_run
+from uqbench.harness.worker import WorkerSpec, now
 from uqbench.suites import Suite
 
 
@@ -90,10 +89,6 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         return 1 if self.failures else 0
-
-
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _steps_note(suite: Suite) -> dict[str, list[str]]:
@@ -208,58 +203,6 @@ def _update_run_json(run_dir: Path, session: dict[str, Any], status: str) -> Non
     store.write_run_json(run_dir, record)
 
 
-class _DatasetCache:
-    """Datasets of the current (dataset, seed), one per input scaling; earlier ones dropped."""
-
-    def __init__(self, catalog: Catalog, data_dir: str | None) -> None:
-        self.catalog, self.data_dir = catalog, data_dir
-        self._key: tuple[str, int] | None = None
-        self._items: dict[str, Any] = {}
-
-    def get(self, cell: Cell) -> Any:
-        """The dataset, or the exception loading it raised (cached too: fails once per cell)."""
-        if self._key != (cell.dataset, cell.seed):
-            self._key, self._items = (cell.dataset, cell.seed), {}
-        if cell.input_scaling not in self._items:
-            source = self.catalog.dataset(cell.dataset)
-            try:
-                value: Any = source.load(seed=cell.seed, data_dir=self.data_dir, input_scaling=cell.input_scaling)
-            except UserError:
-                raise  # missing or unreadable data: the user must fix it, stop the run
-            except Exception as exc:
-                value = exc
-            self._items[cell.input_scaling] = value
-        return self._items[cell.input_scaling]
-
-
-def _run_one(
-    cell: Cell, run: Run, cache: _DatasetCache, steps: list[Any], broken: dict[str, str] | None = None
-) -> CellOutcome:
-    if not cell.applicable:
-        return run_cell(cell, dataset=None, make_adapter=lambda: None, metrics=None, n_samples=1, n_bootstrap=1)
-    plan, suite = run.plan, run.plan.suite
-    params = cell_params(plan, run.catalog, cell.adapter, cell.dataset)
-    if cell.adapter in plan.unavailable:
-        outcome = failed_outcome(cell, "import", plan.unavailable[cell.adapter])
-    elif broken and cell.adapter in broken:
-        outcome = failed_outcome(cell, "warm_up", broken[cell.adapter])
-    elif isinstance(dataset := cache.get(cell), Exception):
-        outcome = failed_outcome(cell, "load", one_line(dataset))
-    else:
-        outcome = run_cell(
-            cell,
-            dataset=dataset,
-            make_adapter=lambda: run.catalog.make_adapter(cell.adapter, params),
-            metrics=select_metrics(run.catalog.metrics, suite.metrics),
-            n_samples=suite.n_samples,
-            n_bootstrap=suite.n_bootstrap,
-            steps=steps,
-            validation_fraction=suite.validation_fraction,
-        )
-    outcome.record["params"] = params
-    return outcome
-
-
 def execute(
     run: Run,
     *,
@@ -270,7 +213,6 @@ def execute(
     cell_timeout: float | None = None,
     cell_memory: int | None = None,
     ray_address: str | None = None,
-    jobs: int | None = None,
 ) -> RunResult:
     """Run every unfinished cell of ``run``; return all finished cells.
 
@@ -286,7 +228,6 @@ def execute(
     workers : cells in flight at once (default 1).
     cell_timeout, cell_memory : per-cell limits in seconds and bytes (process and ray).
     ray_address : an existing Ray cluster (None: start a local one).
-    jobs : the older name of ``workers``.
 
     Whatever the executor, this process alone writes the run directory, cell by cell.
     Cells on neighbouring cores share memory bandwidth: use one worker for the cleanest
@@ -295,7 +236,7 @@ def execute(
     from uqbench.harness import executors
 
     if workers is None:
-        workers = 1 if jobs is None else jobs
+        workers = 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be an integer >= 1, got {workers!r}")
     for name, value in (("cell_timeout", cell_timeout), ("cell_memory", cell_memory)):
@@ -312,12 +253,12 @@ def execute(
     runner = executors.make_executor(
         executor, workers=workers, cell_timeout=cell_timeout, cell_memory=cell_memory, ray_address=ray_address
     )
-    spec = executors.WorkerSpec(run_dir, plan, step_names, run.catalog)
+    spec = WorkerSpec(run_dir, plan, step_names, run.catalog)
     if executor != "serial":
         _check_picklable(spec)
     session: dict[str, Any] = {
         "id": len(store.read_run_json(run_dir).get("sessions", [])),
-        "started": _now(),
+        "started": now(),
         "ended": None,
         "duration_seconds": None,
         "command": list(sys.argv if argv is None else argv),
@@ -325,7 +266,6 @@ def execute(
         "cells_todo": len(todo),
         "executor": executor,
         "workers": workers,
-        "jobs": workers,
         "cell_timeout": cell_timeout,
         "cell_memory": cell_memory,
         "status": "running",
@@ -349,7 +289,7 @@ def execute(
         raise
     finally:
         progress.stop()
-        session.update(ended=_now(), duration_seconds=time.perf_counter() - t0, status=status)
+        session.update(ended=now(), duration_seconds=time.perf_counter() - t0, status=status)
         _update_run_json(run_dir, session, status)
     return RunResult(run_dir, store.read_cells(run_dir), status)
 
@@ -428,7 +368,7 @@ def _write_cell(
     return record
 
 
-_EXECUTE_OPTIONS = ("progress", "executor", "workers", "cell_timeout", "cell_memory", "ray_address", "jobs")
+_EXECUTE_OPTIONS = ("progress", "executor", "workers", "cell_timeout", "cell_memory", "ray_address")
 
 
 def run_suite(suite: Suite, **kwargs: Any) -> RunResult:

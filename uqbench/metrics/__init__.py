@@ -20,6 +20,7 @@ from uqbench.metrics._classification import (
 )
 from uqbench.metrics._evaluate import curves, evaluate, evaluate_ood, ood_scores
 from uqbench.metrics._fidelity import (
+    N_ATOMS,
     epistemic_sd_ratio,
     normal_atoms,
     predictive_sd,
@@ -46,6 +47,7 @@ from uqbench.metrics._reconstruction import (
 from uqbench.metrics._registry import METRICS, MetricSpec
 from uqbench.metrics._regression import (
     COVERAGE_LEVELS,
+    MIN_SCALE,
     calibration_error,
     coverage_curve,
     crps_loss,
@@ -70,6 +72,8 @@ from uqbench.metrics._uncertainty import (
 __all__ = [
     "COVERAGE_LEVELS",
     "METRICS",
+    "MIN_SCALE",
+    "N_ATOMS",
     "MetricSpec",
     "MetricValue",
     "accuracy_score",

@@ -24,11 +24,11 @@ from uqbench.metrics._bootstrap import MetricValue, Statistic, mean_statistic, r
 from uqbench.metrics._classification import classification_statistics, reliability_curve
 from uqbench.metrics._ood import ranking_statistic, ratio_statistic
 from uqbench.metrics._reconstruction import (
-    _check_inputs,
-    _epistemic,
+    check_reconstruction_inputs,
     elbo_per_point,
     evaluate_reconstruction,
     evaluate_reconstruction_ood,
+    reconstruction_epistemic,
 )
 from uqbench.metrics._registry import METRICS
 from uqbench.metrics._regression import coverage_curve, regression_statistics
@@ -198,9 +198,9 @@ def ood_scores(samples: Samples, *, X: np.ndarray | None = None) -> dict[str, np
     the other tasks.
     """
     if isinstance(samples, ReconstructionSamples):
-        scores = {"epistemic": _epistemic(samples), "latent_variance": samples.latent_variance()}
+        scores = {"epistemic": reconstruction_epistemic(samples), "latent_variance": samples.latent_variance()}
         if X is not None:
-            lower = elbo_per_point(samples, _check_inputs(samples, X, "X"))
+            lower = elbo_per_point(samples, check_reconstruction_inputs(samples, X, "X"))
             if lower is not None:
                 scores["neg_elbo"] = -lower
         return scores

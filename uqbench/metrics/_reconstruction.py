@@ -272,7 +272,7 @@ def latent_silhouette_score(Z: np.ndarray, labels: np.ndarray) -> float:
 
 
 # -- per-container helpers ------------------------------------------------------------------
-def _check_inputs(samples: ReconstructionSamples, X: object, name: str) -> np.ndarray:
+def check_reconstruction_inputs(samples: ReconstructionSamples, X: object, name: str) -> np.ndarray:
     if not isinstance(samples, ReconstructionSamples):
         raise ValueError(f"expected ReconstructionSamples, got {type(samples).__name__}")
     X = np.asarray(X, dtype=np.float64)
@@ -296,7 +296,7 @@ def elbo_per_point(samples: ReconstructionSamples, X: np.ndarray) -> np.ndarray 
     return elbo(samples.recon, X, samples.latent_mean, samples.latent_scale, samples.recon_scale)
 
 
-def _epistemic(samples: ReconstructionSamples) -> np.ndarray:
+def reconstruction_epistemic(samples: ReconstructionSamples) -> np.ndarray:
     e = samples.epistemic_variance()
     return np.where(e <= ZERO_ATOL, 0.0, e)
 
@@ -346,7 +346,7 @@ def evaluate_reconstruction(
     test points; for k-NN and silhouette they resample the per-point values (CV
     correctness, silhouette coefficient) computed once on all points.
     """
-    X = _check_inputs(samples, X_true, "X_true")
+    X = check_reconstruction_inputs(samples, X_true, "X_true")
     per_point: dict[str, np.ndarray] = {}
     missing: list[str] = []
     lower = elbo_per_point(samples, X)
@@ -381,7 +381,7 @@ def evaluate_reconstruction(
             missing.append(name)
         else:
             per_point[name] = values
-    per_point["epistemic_variance"] = _epistemic(samples)
+    per_point["epistemic_variance"] = reconstruction_epistemic(samples)
     values = run_bootstrap(
         [mean_statistic(per_point)], [X.shape[0]], n_bootstrap=n_bootstrap, seed=seed
     )
@@ -418,7 +418,7 @@ def evaluate_reconstruction_ood(
             f"samples_in has D={samples_in.recon.shape[2]}, samples_ood D={samples_ood.recon.shape[2]}"
         )
     statistics = [
-        ratio_statistic(_epistemic(samples_in), _epistemic(samples_ood)),
+        ratio_statistic(reconstruction_epistemic(samples_in), reconstruction_epistemic(samples_ood)),
         _only(
             ranking_statistic(
                 "latent_variance", samples_in.latent_variance(), samples_ood.latent_variance()
@@ -430,8 +430,8 @@ def evaluate_reconstruction_ood(
     if X_in is None or X_ood is None:
         missing.append("auroc_neg_elbo")
     else:
-        e_in = elbo_per_point(samples_in, _check_inputs(samples_in, X_in, "X_in"))
-        e_ood = elbo_per_point(samples_ood, _check_inputs(samples_ood, X_ood, "X_ood"))
+        e_in = elbo_per_point(samples_in, check_reconstruction_inputs(samples_in, X_in, "X_in"))
+        e_ood = elbo_per_point(samples_ood, check_reconstruction_inputs(samples_ood, X_ood, "X_ood"))
         if e_in is None or e_ood is None:
             missing.append("auroc_neg_elbo")
         else:

@@ -72,7 +72,7 @@ import pandas as pd
 
 from uqbench.report.figures import adapter_colors
 from uqbench.report.tables import fidelity_section, papers_section
-from uqbench.store import require_run_dir
+from uqbench.store import jsonable, require_run_dir
 
 __all__ = [
     "KEY_METRICS",
@@ -198,34 +198,13 @@ def _slugger() -> Any:
     return slug
 
 
-def _jsonable(obj: Any) -> Any:
-    """Recursively turn numpy scalars/arrays into Python values and NaN/inf into None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
-
-
 # ---------------------------------------------------------------------------------------
 # Metric registry
 
 
 def _metric_specs() -> dict[str, Any]:
-    try:
-        from uqbench.metrics import METRICS  # the metrics package may not be importable yet
-    except ImportError:
-        return {}
+    from uqbench.metrics import METRICS
+
     return dict(METRICS)
 
 
@@ -315,19 +294,6 @@ class _Arrays:
 # Sections
 
 
-def _find(obj: Any, *names: str) -> Any:
-    """The first value stored under any of ``names`` (breadth first through nested dicts)."""
-    queue = [obj]
-    while queue:
-        cur = queue.pop(0)
-        if isinstance(cur, Mapping):
-            for n in names:
-                if n in cur and cur[n] not in (None, "", [], {}):
-                    return cur[n]
-            queue.extend(v for v in cur.values() if isinstance(v, Mapping))
-    return None
-
-
 def _as_text(v: Any) -> str:
     if isinstance(v, list | tuple):
         return ", ".join(_as_text(x) for x in v)
@@ -339,20 +305,11 @@ def _as_text(v: Any) -> str:
 
 
 def _duration(run: Mapping[str, Any]) -> str | None:
-    secs = _find(run, "duration_seconds")
-    if secs is None:
-        start = _find(run, "started", "started_at")
-        end = _find(run, "ended", "finished_at", "finished")
-        try:
-            secs = (_dt.datetime.fromisoformat(str(end)) - _dt.datetime.fromisoformat(str(start))).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    try:
-        s = float(secs)
-    except (TypeError, ValueError):
-        return str(secs)
-    if not math.isfinite(s):
+    """run.json's ``duration_seconds`` (written when a session ends) as ``1h 02m 03s``."""
+    secs = run.get("duration_seconds")
+    if not isinstance(secs, int | float) or not math.isfinite(secs):
         return None
+    s = float(secs)
     m, sec = divmod(round(s), 60)
     h, m = divmod(m, 60)
     return f"{h}h {m:02d}m {sec:02d}s" if h else (f"{m}m {sec:02d}s" if m else f"{s:.1f} s")
@@ -380,7 +337,7 @@ def _meta(run: Mapping[str, Any], df: pd.DataFrame, cells: list[dict[str, Any]],
         if value not in (None, "", [], {}):
             summary.append((label, _as_text(value)))
 
-    add("suite", suite.get("name") or _find(run, "suite"))
+    add("suite", suite.get("name"))
     add("description", suite.get("description"))
     add("adapters", ", ".join(adapters))
     add("datasets", ", ".join(datasets))
@@ -389,26 +346,21 @@ def _meta(run: Mapping[str, Any], df: pd.DataFrame, cells: list[dict[str, Any]],
     add("bootstrap resamples", suite.get("n_bootstrap"))
     add("optional steps", suite.get("steps"))
     add("status", run.get("status"))
-    add("started", _find(run, "started", "started_at"))
-    add("ended", _find(run, "ended", "finished_at", "finished"))
+    add("started", run.get("started"))
+    add("ended", run.get("ended"))
     add("duration", _duration(run))
     add("uqbench", run.get("uqbench_version"))
-    git = env.get("git") if isinstance(env.get("git"), Mapping) else None
-    if git is not None:
-        commit = git.get("commit")
-        add("git commit", f"{commit}{' (uncommitted changes)' if git.get('dirty') else ''}" if commit else None)
-    else:
-        add("git commit", _find(run, "git_commit", "commit"))
-    add("python", env.get("python") or _find(run, "python"))
+    git = env.get("git") if isinstance(env.get("git"), Mapping) else {}
+    commit = git.get("commit")
+    add("git commit", f"{commit}{' (uncommitted changes)' if git.get('dirty') else ''}" if commit else None)
+    add("python", env.get("python"))
     add("platform", env.get("platform"))
-    add("CPU", env.get("cpu_model") or _find(run, "cpu"))
+    add("CPU", env.get("cpu_model"))
     add("CPU count", env.get("cpu_count"))
     add("CPUs usable (affinity)", env.get("cpu_affinity"))
     threads = env.get("torch_threads")
     if isinstance(threads, Mapping):
         add("torch threads", ", ".join(f"{k.replace('_', '-')} {v}" for k, v in threads.items() if v is not None))
-    else:
-        add("threads", _find(run, "threads", "torch_threads", "n_threads"))
     add("thread variables", env.get("thread_env"))
     add("command line", " ".join(str(a) for a in env.get("command_line") or []))
     if cells or not df.empty:
@@ -419,7 +371,7 @@ def _meta(run: Mapping[str, Any], df: pd.DataFrame, cells: list[dict[str, Any]],
         note = f"{n_cells} finished ({n_failed} failed"
         note += f", {status.count('skipped')} not applicable)" if status.count("skipped") else ")"
         add("cells", note)
-    packages = env.get("packages") or _find(run, "packages", "package_versions", "versions")
+    packages = env.get("packages")
     pkgs = sorted((str(k), "not installed" if v is None else _as_text(v)) for k, v in packages.items()) \
         if isinstance(packages, Mapping) else []
     return {"summary": summary, "packages": pkgs, "all": _flatten(run)}
@@ -666,10 +618,8 @@ def _toy_panel(arr: dict[str, np.ndarray], dataset: str, seed: int, max_draws: i
 
 def _reload_dataset(name: str, seed: int) -> Any:
     """A generated (no-file) dataset reloaded for its training data and regions, else None."""
-    try:
-        from uqbench.datasets import DATASETS, load_dataset
-    except ImportError:
-        return None
+    from uqbench.datasets import DATASETS, load_dataset
+
     spec = DATASETS.get(name)
     if spec is None or spec.needs_data_dir:
         return None
@@ -1014,4 +964,4 @@ def build_report_data(run_dir: str | Path) -> dict[str, Any]:
         "failures": _failures(df, cell_records),
         "definitions": definitions,
     }
-    return _jsonable(data)
+    return jsonable(data)

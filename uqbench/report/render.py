@@ -16,8 +16,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from uqbench import store
 from uqbench.report import figures
 from uqbench.report.data import build_report_data
+from uqbench.results.formatting import format_compact
 
 __all__ = ["embed_json", "render_html", "write_report"]
 
@@ -65,7 +67,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = figures.fmt_number
+    env.filters["num"] = format_compact
     env.filters["int_sep"] = lambda v: "–" if v is None else f"{round(float(v)):,}"
     return env
 
@@ -144,7 +146,4 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     html = render_html(build_report_data(run_dir))
     out = run_dir / "index.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)  # atomic: a browser never sees a half-written page
-    return out
+    return store.write_atomic(out, html)  # a browser never sees a half-written page

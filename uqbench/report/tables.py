@@ -1,7 +1,7 @@
 """The report's paper-style and posterior-fidelity tables, as page data.
 
-The same numbers as ``paper_table.md`` (:func:`uqbench.paper_table.paper_stats`, from the
-results table) and ``fidelity.md`` (:func:`uqbench.fidelity.fidelity_stats`, from the run's
+The same numbers as ``paper_table.md`` (:func:`uqbench.results.paper.paper_stats`, from the
+results table) and ``fidelity.md`` (:func:`uqbench.results.fidelity.fidelity_stats`, from the run's
 ``fidelity.csv``: the report reads the tidy file ``uqbench run`` / ``uqbench report``
 wrote rather than recomputing W1 from the arrays). One block per metric; rows
 (dataset, split); one column per adapter, each entry ``{"text", "mean", "best"}`` or None.
@@ -45,8 +45,8 @@ def _columns(stats: pd.DataFrame, adapters: Sequence[str]) -> list[str]:
 
 
 def papers_section(results: pd.DataFrame, adapters: Sequence[str]) -> dict[str, Any]:
-    """Blocks of :data:`uqbench.paper_table.PAPER_BLOCKS`; ``{}`` without regression results."""
-    from uqbench.paper_table import _UNITS, PAPER_BLOCKS, paper_stats, seeds_note
+    """Blocks of :data:`uqbench.results.paper.PAPER_BLOCKS`; ``{}`` without regression results."""
+    from uqbench.results.paper import PAPER_BLOCKS, UNITS, paper_stats, seeds_note
 
     stats = paper_stats(results)
     if stats.empty:
@@ -61,7 +61,7 @@ def papers_section(results: pd.DataFrame, adapters: Sequence[str]) -> dict[str, 
             "label": block.label,
             "metric": block.metric,
             "higher_is_better": block.higher_is_better,
-            "units": _UNITS.get(block.metric, ""),
+            "units": UNITS.get(block.metric, ""),
             "show_split": set(sub["split"]) != {"test"},
             "columns": columns,
             "rows": _block_rows(sub, columns),
@@ -77,7 +77,7 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
     """
     import pandas as pd
 
-    from uqbench.fidelity import (
+    from uqbench.results.fidelity import (
         COLUMNS,
         FIDELITY_CSV,
         FIDELITY_METRICS,
@@ -86,7 +86,7 @@ def fidelity_section(run_dir: Path, results: pd.DataFrame, adapters: Sequence[st
         reference_diagnostics,
         unconverged_references,
     )
-    from uqbench.paper_table import seeds_note
+    from uqbench.results.paper import seeds_note
 
     path = Path(run_dir) / FIDELITY_CSV
     if not path.is_file():

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["GAL2016_DROPOUT", "LAKSHMINARAYANAN2017_ENSEMBLE", "PUBLISHED", "PublishedTable", "published_comparison", "published_markdown"]
+__all__ = ["GAL2016_DROPOUT", "LAKSHMINARAYANAN2017_ENSEMBLE", "PUBLISHED", "PublishedTable", "published_comparison"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ COMPARISON_COLUMNS = ("method", "dataset", "metric", "ours", "ours_se", "n", "pu
 def published_comparison(stats: pd.DataFrame, tables: tuple[PublishedTable, ...] = PUBLISHED) -> pd.DataFrame:
     """Our mean ± s.e. beside each published one, for the (method, dataset, block) both have.
 
-    ``stats``: :func:`uqbench.paper_table.paper_stats` output (test split). ``z`` is the
+    ``stats``: :func:`uqbench.results.paper.paper_stats` output (test split). ``z`` is the
     difference over ``sqrt(se_ours² + se_published²)``, treating the two as independent:
     both average the same fixed splits, so the real spread of the difference is smaller
     and ``|z|`` is conservative. The published values are rounded to 2 decimals, so ``z``
@@ -123,30 +123,3 @@ def published_comparison(stats: pd.DataFrame, tables: tuple[PublishedTable, ...]
             z = diff / spread if se > 0 and spread > 0 else math.nan
             rows.append((table.method, r.dataset, r.metric, float(r.mean), float(r.se), int(r.n), mean, se, diff, z))
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
-
-
-def published_markdown(comparison: pd.DataFrame, tables: tuple[PublishedTable, ...] = PUBLISHED) -> str:
-    """A markdown section (``## Against published results``) for ``comparison``; ``""`` if empty."""
-    from uqbench.paper_table import format_mean_se, markdown_table
-
-    if comparison.empty:
-        return ""
-    out = ["## Against published results", ""]
-    for table in tables:
-        sub = comparison[comparison["method"] == table.method]
-        if sub.empty:
-            continue
-        out += [
-            f"`{table.method}` vs {table.source}. Published protocol: {table.protocol}. "
-            f"s.e. = sd / √{table.n_splits}; z = difference / √(s.e.² + s.e.²), conservative "
-            "because both use the same splits.",
-            "",
-        ]
-        rows = [
-            [r.dataset, r.metric, format_mean_se(r.ours, r.ours_se), format_mean_se(r.published, r.published_se),
-             f"{r.difference:+.3g}", "—" if not math.isfinite(r.z) else f"{r.z:+.1f}"]
-            for r in sub.itertuples(index=False)
-        ]
-        out.append(markdown_table(["dataset", "metric", "uqbench", "published", "difference", "z"], rows, n_labels=2))
-        out.append("")
-    return "\n".join(out)

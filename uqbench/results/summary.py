@@ -9,15 +9,14 @@ seed (NaN by definition, e.g. ``epistemic_ratio`` of a deterministic net) shows 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from uqbench.results.formatting import format_mean_std, format_number
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console, RenderableType
-
-DASH = "—"
 
 # (split, metric, column header); "ood:*" expands to one column per OOD set.
 KEY_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -43,22 +42,6 @@ KEY_METRICS: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
 }
 FIT_COLUMN = ("fit", "fit_wall_seconds", "fit s")
-
-
-def format_number(x: float) -> str:
-    return f"{x:.3g}"
-
-
-def format_mean_std(values: Sequence[float]) -> str:
-    """``"mean ± std"`` of the finite values (std ddof=1 when there are two or more)."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return DASH
-    mean = math.fsum(finite) / len(finite)
-    if len(finite) == 1:
-        return format_number(mean)
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-    return f"{format_number(mean)} ± {format_number(std)}"
 
 
 def _ordered(values: Sequence[str], preferred: Sequence[str] | None) -> list[str]:
@@ -172,7 +155,7 @@ PARITY_METRICS = {
 
 
 def parity_renderable(table: pd.DataFrame) -> RenderableType:
-    """Key rows of :func:`uqbench.parity.parity_table` as one rich table.
+    """Key rows of :func:`uqbench.results.parity.parity_table` as one rich table.
 
     Quality: torch and TFP means and the paired 95% interval of torch - TFP (``*`` when it
     excludes 0); speed: the median torch/TFP time ratio (below 1: TFP is slower).

@@ -36,22 +36,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from uqbench import store
-from uqbench.metrics._fidelity import (
+from uqbench.metrics import (
     N_ATOMS,
     epistemic_sd_ratio,
     predictive_sd,
     predictive_sd_ratio,
     predictive_wasserstein,
 )
-from uqbench.paper_table import (
-    DASH,
-    format_mean_se,
-    mark_best,
-    markdown_table,
-    mean_se,
-    seeds_note,
-    wide,
-)
+from uqbench.results.formatting import format_mean_se, format_number, markdown_table, split_order
+from uqbench.results.paper import mark_best, mean_se, seeds_note, wide
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,10 +88,6 @@ def _fidelity_arrays(run_dir: Path, key: str) -> dict[str, dict[str, np.ndarray]
             if len(parts) == 3 and parts[0] == "fidelity":
                 out.setdefault(parts[1], {})[parts[2]] = data[name]
     return {s: a for s, a in out.items() if "loc" in a and "scale" in a}
-
-
-def _split_order(split: str) -> tuple[int, str]:
-    return (0 if split == "test" else 1, split)
 
 
 def _summaries(values: np.ndarray) -> tuple[float, float]:
@@ -183,7 +172,7 @@ def fidelity_table(
             ref_arrays[ref_key] = _fidelity_arrays(run_dir, ref_key)
         ref = ref_arrays[ref_key]
         mine = ref if key == ref_key else _fidelity_arrays(run_dir, key)
-        for split in sorted(set(ref) & set(mine), key=_split_order):
+        for split in sorted(set(ref) & set(mine), key=split_order):
             if not _same_points(mine[split], ref[split]):
                 warnings.warn(
                     f"fidelity: {key} and {ref_key} were evaluated on different {split} inputs; skipped",
@@ -208,7 +197,7 @@ def fidelity_stats(table: pd.DataFrame) -> pd.DataFrame:
     order = list(FIDELITY_METRICS)
     return stats.assign(
         _m=stats["metric"].map(lambda m: order.index(m) if m in order else len(order)),
-        _s=stats["split"].map(_split_order),
+        _s=stats["split"].map(split_order),
     ).sort_values(["_m", "_s"], kind="stable").drop(columns=["_m", "_s"]).reset_index(drop=True)
 
 
@@ -260,7 +249,7 @@ def _diagnostics_md(results: pd.DataFrame, reference: str) -> list[str]:
     if not diagnostics:
         return []
     rows = [
-        [g["dataset"], g["diagnostic"], *(DASH if g[k] is None else f"{g[k]:.4g}" for k in ("min", "max")), str(g["seeds"])]
+        [g["dataset"], g["diagnostic"], *(format_number(g[k], 4) for k in ("min", "max")), str(g["seeds"])]
         for g in diagnostics
     ]
     return [
@@ -317,7 +306,5 @@ def write_fidelity(
         return None
     buf = io.StringIO()
     table.to_csv(buf, index=False, lineterminator="\n")
-    store._write_atomic(run_dir / FIDELITY_CSV, buf.getvalue().encode("utf-8"))
-    md = run_dir / FIDELITY_MD
-    store._write_atomic(md, fidelity_markdown(table, reference, store.load_results(run_dir)).encode("utf-8"))
-    return md
+    store.write_atomic(run_dir / FIDELITY_CSV, buf.getvalue())
+    return store.write_atomic(run_dir / FIDELITY_MD, fidelity_markdown(table, reference, store.load_results(run_dir)))

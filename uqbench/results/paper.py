@@ -10,7 +10,7 @@ targets are mapped back from the standardized scale before any metric), so RMSE 
 target's units and the test log-likelihood is per test point, as in the papers. The test
 log-likelihood is ``-nll_loss``: the mean over test points (and outputs) of the log density
 of the equal-weight mixture of the S Gaussian draws at the target, in nats; the draws'
-scales are floored at ``uqbench.metrics._regression.MIN_SCALE`` before taking densities.
+scales are floored at ``uqbench.metrics.MIN_SCALE`` before taking densities.
 
 ::
 
@@ -32,23 +32,30 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uqbench import store
-from uqbench.metrics._registry import METRICS
+from uqbench.metrics import METRICS
+from uqbench.results.formatting import DASH, format_mean_se, markdown_table, split_order
+from uqbench.results.published import PUBLISHED, PublishedTable, published_comparison
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "PAPER_BLOCKS",
+    "UNITS",
     "Block",
-    "format_mean_se",
+    "mark_best",
+    "mean_se",
+    "paper_markdown",
     "paper_stats",
     "paper_table",
+    "published_markdown",
+    "seeds_note",
+    "wide",
     "write_paper_tables",
 ]
 
 PAPER_MD = "paper_table.md"
 PAPER_CSV = "paper_table.csv"
-DASH = "—"
 
 
 @dataclass(frozen=True)
@@ -95,34 +102,13 @@ PAPER_BLOCKS: tuple[Block, ...] = (
     Block("AUROC, epistemic score (OOD vs test)", "auroc_epistemic", "ood:*"),
 )
 
-_UNITS = {
+UNITS = {  # of the paper blocks' metrics, for table captions
     "rmse_error": "original target units",
     "nll_loss": "nats per test point, original target units",
     "crps_loss": "original target units",
 }
 
 STATS_COLUMNS = ("metric", "split", "dataset", "adapter", "mean", "se", "n", "text", "best")
-
-
-def format_mean_se(mean: float, se: float) -> str:
-    """``"mean ± s.e."`` with the s.e. to two significant digits and the mean to the same decimals.
-
-    ``—`` for a non-finite mean; the mean alone (3 significant digits) when the s.e. is
-    undefined (one seed); ``.3g`` / ``.2g`` for magnitudes outside [1e-4, 1e5) or an s.e.
-    below 1e-8.
-    """
-    if mean is None or not math.isfinite(mean):
-        return DASH
-    if se is None or not math.isfinite(se):
-        return f"{mean:.3g}"
-    if se == 0:
-        return f"{mean:.3g} ± 0"
-    big = abs(mean) >= 1e5 or se >= 1e5
-    tiny = (mean != 0 and abs(mean) < 1e-4) or se < 1e-8
-    if big or tiny:
-        return f"{mean:.3g} ± {se:.2g}"
-    decimals = max(0, 1 - math.floor(math.log10(se)))
-    return f"{mean:.{decimals}f} ± {se:.{decimals}f}"
 
 
 def _resolve(metrics: Iterable[str | Block], split: str) -> list[Block]:
@@ -145,10 +131,6 @@ def regression_datasets(results: pd.DataFrame) -> list[str]:
     names = {n for n, spec in METRICS.items() if spec.tasks == frozenset({"regression"})}
     ok = results[(results["status"] == "ok") & results["metric"].isin(names)]
     return list(dict.fromkeys(ok["dataset"]))
-
-
-def _split_order(split: str) -> tuple[int, str]:
-    return (0 if split == "test" else 1, split)
 
 
 def mean_se(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -201,7 +183,7 @@ def paper_stats(results: pd.DataFrame, metrics: Iterable[str | Block] = PAPER_BL
         stats["best"] = mark_best(stats, ("split", "dataset"), key)
         stats = stats.assign(
             _d=stats["dataset"].map(datasets.index),
-            _s=stats["split"].map(_split_order),
+            _s=stats["split"].map(split_order),
             _a=stats["adapter"].map(adapters.index),
         ).sort_values(["_d", "_s", "_a"], kind="stable")
         parts.append(stats.drop(columns=["_d", "_s", "_a"]))
@@ -254,14 +236,6 @@ def paper_table(results: pd.DataFrame, metrics: Iterable[str | Block] = ("rmse",
     return wide(paper_stats(results, metrics, split), ("metric", "dataset", "split"))
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, n_labels: int = 1) -> str:
-    """A GitHub-flavoured markdown table: the first ``n_labels`` columns left-aligned, the rest right."""
-    align = [":---"] * n_labels + ["---:"] * (len(header) - n_labels)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def seeds_note(stats: pd.DataFrame) -> str:
     """``"n"`` or ``"lo–hi"``: the range of the ``n`` column (seeds per entry)."""
     lo, hi = int(stats["n"].min()), int(stats["n"].max())
@@ -286,8 +260,8 @@ def paper_markdown(stats: pd.DataFrame, blocks: Sequence[Block] = PAPER_BLOCKS) 
         show_split = splits != {"test"}
         metric = next((b.metric for b in blocks if b.label == label), "")
         note = {True: "higher is better", False: "lower is better"}.get(directions.get(label), "")
-        units = _UNITS.get(metric, "")
-        where = "test split" if not show_split else ", ".join(sorted(splits, key=_split_order))
+        units = UNITS.get(metric, "")
+        where = "test split" if not show_split else ", ".join(sorted(splits, key=split_order))
         extra = "; ".join(x for x in (where, units, note) if x)
         out += ["", f"## {label}" + (f" ({metric})" if metric and metric != label else ""), "", extra, ""]
         header = ["dataset", *(["split"] if show_split else []), *table.columns]
@@ -314,21 +288,44 @@ def write_paper_tables(run_dir: str | os.PathLike[str], blocks: Sequence[Block] 
     Blocks: RMSE, test LL, calibration error (test split) and, per OOD set, the epistemic
     ratio and the epistemic AUROC (the UCI ``*-extrapolate`` datasets' ``ood:extrapolate``,
     toy-gap's ``ood:gap`` / ``ood:outside``); blocks without data are left out. The markdown
-    ends with our numbers beside the published ones where :mod:`uqbench.published` has
-    them (MC dropout on the UCI sets). Returns the
+    ends with our numbers beside the published ones where :mod:`uqbench.results.published` has
+    them (:mod:`uqbench.results.published`: MC dropout and the deep ensemble on the UCI sets). Returns the
     paths written; ``[]`` (nothing written) when the run has no regression results.
     """
     run_dir = store.require_run_dir(run_dir)
     stats = paper_stats(store.load_results(run_dir), blocks)
     if stats.empty:
         return []
-    from uqbench.published import published_comparison, published_markdown
-
     md, csv = run_dir / PAPER_MD, run_dir / PAPER_CSV
     text = paper_markdown(stats, blocks)
     published = published_markdown(published_comparison(stats))
     if published:
         text += "\n" + published
-    store._write_atomic(md, text.encode("utf-8"))
-    store._write_atomic(csv, paper_csv(stats).encode("utf-8"))
+    store.write_atomic(md, text)
+    store.write_atomic(csv, paper_csv(stats))
     return [md, csv]
+
+
+def published_markdown(comparison: pd.DataFrame, tables: tuple[PublishedTable, ...] = PUBLISHED) -> str:
+    """A markdown section (``## Against published results``) for ``comparison``; ``""`` if empty."""
+    if comparison.empty:
+        return ""
+    out = ["## Against published results", ""]
+    for table in tables:
+        sub = comparison[comparison["method"] == table.method]
+        if sub.empty:
+            continue
+        out += [
+            f"`{table.method}` vs {table.source}. Published protocol: {table.protocol}. "
+            f"s.e. = sd / √{table.n_splits}; z = difference / √(s.e.² + s.e.²), conservative "
+            "because both use the same splits.",
+            "",
+        ]
+        rows = [
+            [r.dataset, r.metric, format_mean_se(r.ours, r.ours_se), format_mean_se(r.published, r.published_se),
+             f"{r.difference:+.3g}", DASH if not math.isfinite(r.z) else f"{r.z:+.1f}"]
+            for r in sub.itertuples(index=False)
+        ]
+        out.append(markdown_table(["dataset", "metric", "uqbench", "published", "difference", "z"], rows, n_labels=2))
+        out.append("")
+    return "\n".join(out)

@@ -5,7 +5,8 @@ twins on the same datasets and seeds) into one row per method pair, dataset, spl
 metric:
 
 - **quality** rows: the mean over seeds of the paired difference ``PyTorch - TFP`` with a
-  95% Student-t interval of the per-seed differences (``d_bar ± t(0.975, n-1) s / sqrt(n)``).
+  95% Student-t interval of the per-seed differences (``d_bar ± t(0.975, n-1) s / sqrt(n)``,
+  :func:`uqbench.results.stats.paired_interval`).
   A cell seed fixes the data split and both twins' training seeds, so the two values of one
   seed share the split: pairing removes the split-to-split variation that both see. A
   bootstrap over 3-5 seeds has only a handful of distinct resamples and too-narrow
@@ -29,9 +30,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-__all__ = ["COLUMNS", "DEFAULT_PAIRS", "SPEED_METRICS", "paired_interval", "parity_table"]
+from uqbench.results.stats import paired_interval
+
+__all__ = ["COLUMNS", "DEFAULT_PAIRS", "SPEED_METRICS", "parity_table"]
 
 DEFAULT_PAIRS: dict[str, str] = {
     "bbb": "tfp-bbb",
@@ -63,26 +65,6 @@ COLUMNS = (
     "differs",
     "ratio",
 )
-
-
-def paired_interval(diffs: np.ndarray, *, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of the Student-t interval for the mean of paired differences ``[n]``.
-
-    NaN bounds when fewer than 2 differences.
-    """
-    d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim != 1:
-        raise ValueError(f"diffs must be 1-D, got shape {d.shape}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    n = d.size
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(d.mean())
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2.0, n - 1) * d.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
 
 
 def parity_table(results: pd.DataFrame, pairs: Mapping[str, str] | None = None) -> pd.DataFrame:
