@@ -39,6 +39,7 @@ from _dummies import (
     load_toy_cls,
     load_toy_reg,
 )
+from _dummies.disk import no_space_for
 
 from uqbench import datasets as real_datasets
 from uqbench import store
@@ -517,28 +518,34 @@ def run_copy(tmp_path: Path, finished_run: Path) -> Path:
     return Path(shutil.copytree(finished_run, tmp_path / finished_run.name))
 
 
-def _newer_run_json(run_dir: Path) -> None:
+def _newer_run_json(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     record = json.loads((run_dir / store.RUN_JSON).read_text())
     (run_dir / store.RUN_JSON).write_text(json.dumps({**record, "schema_version": 99}))
 
 
-def _newer_cell(run_dir: Path) -> None:
+def _newer_cell(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = run_dir / store.CELLS_DIR / "det__toy-reg__1.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 99}))
 
 
-def _foreign_cell(run_dir: Path) -> None:
+def _foreign_cell(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = run_dir / store.CELLS_DIR / "det__toy-reg__1.json"
     record = {**json.loads(source.read_text()), "dataset": "digits"}
     (run_dir / store.CELLS_DIR / "det__digits__1.json").write_text(json.dumps(record))
 
 
-def _unwritable_run_json(run_dir: Path) -> None:
-    (run_dir / f".run.json.{os.getpid()}.tmp").mkdir()  # where run.json is written first: cannot be a file
+def _unwritable_run_json(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_space_for(monkeypatch, store.RUN_JSON)
 
 
-def _unwritable_report(run_dir: Path) -> None:
-    (run_dir / f".index.html.{os.getpid()}.tmp").mkdir()
+def _unwritable_report(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (run_dir / "index.html").unlink()
+    (run_dir / "index.html").mkdir()  # a directory (not empty) cannot be replaced by a file
+    (run_dir / "index.html" / "keep").write_text("x")
+
+
+def _no_run_json(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (run_dir / store.RUN_JSON).unlink()
 
 
 RUN_DIR_CASES = {
@@ -552,18 +559,19 @@ RUN_DIR_CASES = {
     "resume-with-foreign-cells": (_foreign_cell, ["run", "--resume", "{run}"],
                                   ["holds 1 record(s) that are not cells of this run's suite 'quick'", "det__digits__1.json"]),
     "resume-unwritable": (_unwritable_run_json, ["run", "--resume", "{run}"],
-                          ["cannot write {run}/run.json: Is a directory", "(fix it, then: uqbench run --resume {run})"]),
+                          ["cannot write {run}/run.json: No space left on device",
+                           "(fix it, then: uqbench run --resume {run})"]),
     "report-unwritable": (_unwritable_report, ["report", "{run}"], ["cannot write {run}/index.html: Is a directory"]),
-    "resume-not-a-run-dir": (lambda run_dir: (run_dir / store.RUN_JSON).unlink(), ["run", "--resume", "{run}"],
+    "resume-not-a-run-dir": (_no_run_json, ["run", "--resume", "{run}"],
                              ["{run} is not a uqbench run directory (has no run.json)"]),
 }
 
 
 @pytest.mark.parametrize("case", list(RUN_DIR_CASES))
-def test_bad_run_directory_is_one_line_and_changes_nothing(run_copy, capsys, case):
+def test_bad_run_directory_is_one_line_and_changes_nothing(run_copy, capsys, monkeypatch, case):
     damage, argv, words = RUN_DIR_CASES[case]
     if damage is not None:
-        damage(run_copy)
+        damage(run_copy, monkeypatch)
     before = _files(run_copy)
     line = _one_error_line(*_run(capsys, *(a.format(run=run_copy) for a in argv))[::2])
     for word in words:

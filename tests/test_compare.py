@@ -304,7 +304,8 @@ def test_failed_cell_is_a_regression_and_missing_cells_are_notes(runs, capsys, t
     _edit_rows(new, fail)
     cell = new / store.CELLS_DIR / "mc-dropout__toy-gap__1.json"
     record = json.loads(cell.read_text())
-    cell.write_text(json.dumps({**record, "status": "failed", "stage": "fit", "reason": "RuntimeError: boom"}))
+    cell.write_text(json.dumps({**record, "status": "failed", "stage": "fit", "reason": "RuntimeError: boom",
+                                "n_rows": 1, "arrays": False}))  # what a failed cell records
     code, out, err = _compare(capsys, runs["base"], new)
     assert code == 1
     assert "mc-dropout / toy-gap / seed 1: ok in BASE, failed in NEW in fit: RuntimeError: boom" in out
@@ -396,6 +397,10 @@ def test_unusable_input_is_exit_2(runs, capsys, tmp_path):
     disjoint = _copy(base, tmp_path / "disjoint")
     _edit_rows(disjoint, lambda r: {**r, "dataset": "digits"})
     for p in (disjoint / store.CELLS_DIR).glob("*.json"):
+        p.with_name(p.name.replace("toy-gap", "digits")).write_text(
+            json.dumps({**json.loads(p.read_text()), "dataset": "digits"}))
+        p.unlink()
+    for p in (disjoint / store.ARRAYS_DIR).glob("*.npz"):
         p.rename(p.with_name(p.name.replace("toy-gap", "digits")))
     assert "no (adapter, dataset) results in common" in _error_line(capsys, base, disjoint)
 

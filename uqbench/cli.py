@@ -11,17 +11,19 @@ Heavy modules (torch, pandas, the metrics) are imported inside the commands so t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from uqbench import __version__
 from uqbench.errors import UserError
 
-EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED_CELLS, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 DEFAULT_OUT = "reports"
 
 
@@ -348,8 +350,6 @@ def _check_resume(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
-    from rich.console import Console
-
     from uqbench.harness import runner
 
     argv = sys.argv if args.argv is None else ["uqbench", *args.argv]
@@ -358,21 +358,55 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
 
     make_executor(*_executor_choice(args, catalog is None), cell_timeout=args.cell_timeout,
                   cell_memory=args.cell_memory, ray_address=args.ray_address, check_only=True)
-    if args.resume:
-        _check_resume(args)
-        run = runner.prepare_resume(
-            args.resume, catalog=catalog, data_dir=args.data_dir, retry_failed=args.retry_failed
-        )
-    else:
-        if args.retry_failed:
-            raise UserError("--retry-failed needs --resume RUN_DIR (the run whose failed cells to redo)")
-        run = runner.prepare(
-            _suite_from_args(args),
-            out=args.out or DEFAULT_OUT,
-            catalog=catalog,
-            data_dir=args.data_dir,
-            argv=argv,
-        )
+    from uqbench import store
+
+    with contextlib.ExitStack() as held, _sigterm_as_interrupt():
+        if args.resume:
+            # The writer lock first: a second driver on this directory stops here, before
+            # it reads (or un-finishes) a single cell.
+            held.enter_context(store.lock_run_dir(store.require_run_dir(args.resume), command=shlex.join(argv)))
+            _check_resume(args)
+            run = runner.prepare_resume(
+                args.resume, catalog=catalog, data_dir=args.data_dir, retry_failed=args.retry_failed
+            )
+        else:
+            if args.retry_failed:
+                raise UserError("--retry-failed needs --resume RUN_DIR (the run whose failed cells to redo)")
+            run = runner.prepare(
+                _suite_from_args(args),
+                out=args.out or DEFAULT_OUT,
+                catalog=catalog,
+                data_dir=args.data_dir,
+                argv=argv,
+            )
+            held.enter_context(store.lock_run_dir(run.run_dir, command=shlex.join(argv)))
+        return _run_and_write(args, run, argv, runner)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the session is recorded as interrupted, then exit 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_and_write(args: argparse.Namespace, run: Any, argv: list[str], runner: Any) -> int:
+    """Execute ``run`` (prepared, its directory locked), then write its tables and report."""
+    from rich.console import Console
+
     run_dir = run.run_dir
     console = Console()
     if not console.is_terminal:  # logs and pipes: wide enough that no number is cut
@@ -380,7 +414,7 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
     verb = "resuming" if run.resumed else "run directory:"
     print(f"{verb} {run_dir}", flush=True)
     for note in run.notes:
-        print(f"uqbench: warning: {note} since this run began", file=sys.stderr, flush=True)
+        print(f"uqbench: warning: {note}", file=sys.stderr, flush=True)
     progress = runner.RichProgress(console) if console.is_terminal else runner.LineProgress()
     executor, workers = _executor_choice(args, run.catalog.is_default())
     try:
@@ -396,17 +430,21 @@ def cmd_run(args: argparse.Namespace, catalog: Any = None) -> int:
         )
     except UserError as exc:  # e.g. a data file that cannot be read, found mid-run
         raise UserError(f"{exc} (fix it, then: uqbench run --resume {shlex.quote(str(run_dir))})") from exc
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(
-            f"\ninterrupted: finished cells are kept in {run_dir}\n"
-            f"resume with: uqbench run --resume {shlex.quote(str(run_dir))}",
+            f"\n{'terminated' if isinstance(exc, _Terminated) else 'interrupted'}: finished cells are kept "
+            f"in {run_dir}\nresume with: uqbench run --resume {shlex.quote(str(run_dir))}",
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
     from uqbench.results import write_outputs
 
-    write_outputs(run_dir, console=console, cells=result.cells)
+    try:
+        write_outputs(run_dir, console=console, cells=result.cells)
+    except UserError as exc:  # the cells are all there; only the tables or the page are not
+        runner.record_outputs_failed(run_dir, str(exc))
+        raise UserError(f"{exc} (the cells are kept; fix it, then: uqbench report {shlex.quote(str(run_dir))})") from exc
     if result.failures:
         print(f"uqbench: {len(result.failures)} cell(s) failed (listed above)", file=sys.stderr)
         return EXIT_FAILED_CELLS
@@ -431,9 +469,14 @@ def _default_workers() -> int:
 
 
 def cmd_report(args: argparse.Namespace, catalog: Any = None) -> int:
+    from uqbench import store
+    from uqbench.harness.runner import record_outputs_written
     from uqbench.results import write_outputs
 
-    write_outputs(args.run_dir)
+    # The report's files are the run directory's too: not while a driver is writing it.
+    with store.lock_run_dir(store.require_run_dir(args.run_dir), command="uqbench report"):
+        write_outputs(args.run_dir)
+        record_outputs_written(args.run_dir)
     return EXIT_OK
 
 

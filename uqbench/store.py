@@ -8,6 +8,7 @@ Layout::
       cells/<adapter>__<dataset>__<seed>.json   cell status; written last = completion marker
       arrays/<adapter>__<dataset>__<seed>.npz   arrays for the report (no pickles)
       summary.txt                               the terminal summary, as text
+      run.lock                                  the writer lock (:func:`lock_run_dir`); run.lock.json names its holder
 
 ``results.csv`` has one row per measurement (columns :data:`COLUMNS`). A failed cell has
 exactly one row: ``status="failed"``, ``split`` naming the step that failed (``make``,
@@ -31,7 +32,9 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +82,14 @@ class StoreWriteError(UserError):
     """A run directory file cannot be written (permissions, disk full, read-only)."""
 
 
+class DamagedRunError(UserError):
+    """Finished cells of a run directory whose rows or arrays are missing, torn or doubled."""
+
+
+class RunDirLockedError(UserError):
+    """Another uqbench process is writing this run directory."""
+
+
 def _cannot_write(path: Path, exc: OSError) -> StoreWriteError:
     return StoreWriteError(f"cannot write {path}: {exc.strerror or exc}")
 
@@ -114,6 +125,7 @@ def new_run_dir(parent: str | os.PathLike[str], suite: str, *, now: datetime | N
             path.mkdir()
             (path / CELLS_DIR).mkdir()
             (path / ARRAYS_DIR).mkdir()
+            (path / LOCK_FILE).touch()  # made once here, so locking later creates no file
         except FileExistsError:
             continue
         except OSError as exc:
@@ -143,16 +155,22 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never share one
+    tmp: Path | None = None
     try:
-        with open(tmp, "wb") as f:
+        # mkstemp opens with O_CREAT | O_EXCL: a fresh name per writer, and a file planted
+        # under that name (a symlink to elsewhere, say) is never written through.
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        tmp.chmod(0o644)  # mkstemp makes it 0600; reports and tables are for reading
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise _cannot_write(path, exc) from exc
     return path
 
@@ -274,13 +292,9 @@ def keep_rows_of(run_dir: Path, keys: set[str]) -> int:
     path = Path(run_dir) / RESULTS_CSV
     if not path.exists():
         return 0
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
+    body = _read_rows(path)
+    if not body:
         return 0
-    header, body = rows[0], rows[1:]
-    if tuple(header) != COLUMNS:
-        raise SchemaVersionError(f"{path}: unexpected header {header}; expected {list(COLUMNS)}")
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
     kept = [r for r in body if len(r) == len(COLUMNS) and _row_key(r, i_ad, i_ds, i_seed) in keys]
     if len(kept) == len(body):
@@ -311,25 +325,28 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     run_dir = require_run_dir(run_dir)
     read_run_json(run_dir)  # refuses an unknown run version before looking at rows
     path = run_dir / RESULTS_CSV
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
     # Only rows of finished cells are results: a cell's rows are appended before its
     # cell file, so rows without one (a crash mid-cell, a line cut short, a cell being
     # written while we read) are not read. The cells are listed first for that reason.
-    finished = _finished_cells(run_dir)
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = (rows[0], rows[1:]) if rows else ([], [])
-    if tuple(header) != COLUMNS:
-        raise SchemaVersionError(f"{path}: unexpected columns {header}; expected {list(COLUMNS)}")
+    cells = read_cells(run_dir)
+    body = _read_rows(path) if path.exists() else []
+    damaged = _damage(run_dir, cells, body)
+    if damaged:
+        raise damaged_run_error(run_dir, damaged)
+    if not body:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
+    finished = {_cell_id(key, record) for key, record in cells.items()}
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
     body = [r for r in body if len(r) == len(COLUMNS) and (r[i_ad], r[i_ds], r[i_seed]) in finished]
     df = pd.DataFrame(body, columns=list(COLUMNS), dtype=object)
     bad = sorted(set(df["schema_version"]) - {str(SCHEMA_VERSION)})
     if bad:
         _check_version(bad[0], f"{path} (rows)")
-    df["schema_version"] = df["schema_version"].astype("int64")
-    df["seed"] = df["seed"].astype("int64")
+    try:
+        df["schema_version"] = df["schema_version"].astype("int64")
+        df["seed"] = df["seed"].astype("int64")
+    except (ValueError, OverflowError) as exc:
+        raise UserError(f"{path}: a seed that is not an integer ({exc})") from exc
     for c in _FLOAT_COLUMNS:
         try:
             df[c] = np.array([float(v) if v else math.nan for v in df[c]], dtype=np.float64)
@@ -341,16 +358,90 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def _finished_cells(run_dir: Path) -> set[tuple[str, str, str]]:
-    """(adapter, dataset, seed as text) of every cell with a cell file."""
-    out = set()
-    for key, record in read_cells(run_dir).items():
-        if {"adapter", "dataset", "seed"} <= record.keys():
-            out.add((str(record["adapter"]), str(record["dataset"]), str(record["seed"])))
-        else:  # a bare marker: its name says which cell it is
-            adapter, dataset, seed = [*key.rsplit("__", 2), "", "", ""][:3]
-            out.add((adapter, dataset, seed))
+def _read_rows(path: Path) -> list[list[str]]:
+    """The rows of ``results.csv`` after its header (checked), as text; one-line errors."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot read {path}: not UTF-8 text (byte {exc.start}); it is damaged") from exc
+    except (OSError, csv.Error) as exc:
+        raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if not rows:
+        return []
+    header, body = rows[0], rows[1:]
+    if tuple(header) != COLUMNS:
+        raise SchemaVersionError(f"{path}: unexpected columns {header}; expected {list(COLUMNS)}")
+    return body
+
+
+def _cell_id(key: str, record: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(adapter, dataset, seed as text) of a cell record; a bare marker's name says which cell it is."""
+    if {"adapter", "dataset", "seed"} <= record.keys():
+        return str(record["adapter"]), str(record["dataset"]), str(record["seed"])
+    adapter, dataset, seed = [*key.rsplit("__", 2), "", "", ""][:3]
+    return adapter, dataset, seed
+
+
+def damaged_cells(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Cell key -> what is wrong, for every finished cell whose data is not all on disk.
+
+    A cell file records how many rows the cell appended (``n_rows``) and whether it saved
+    arrays; a finished cell is damaged when ``results.csv`` holds fewer of its rows (a
+    truncated or edited file), more (rows written twice), or its ``.npz`` cannot be opened
+    (missing, empty, truncated). Every reader refuses a damaged run (:func:`load_results`);
+    ``uqbench run --resume`` redoes those cells.
+    """
+    run_dir = require_run_dir(run_dir)
+    path = run_dir / RESULTS_CSV
+    return _damage(run_dir, read_cells(run_dir), _read_rows(path) if path.exists() else [])
+
+
+def _damage(run_dir: Path, cells: Mapping[str, Mapping[str, Any]], body: list[list[str]]) -> dict[str, str]:
+    i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in body:
+        if len(r) == len(COLUMNS):
+            k = (r[i_ad], r[i_ds], r[i_seed])
+            counts[k] = counts.get(k, 0) + 1
+    out: dict[str, str] = {}
+    for key, record in cells.items():
+        expected = record.get("n_rows")
+        if isinstance(expected, int) and not isinstance(expected, bool):
+            found = counts.get(_cell_id(key, record), 0)
+            if found < expected:
+                out[key] = f"{expected - found} of its {expected} rows missing from {RESULTS_CSV}"
+            elif found > expected:
+                out[key] = f"{found} rows in {RESULTS_CSV} where it wrote {expected} (written twice?)"
+        if key not in out and record.get("arrays") is True:
+            problem = _npz_problem(Path(run_dir) / ARRAYS_DIR / f"{key}.npz")
+            if problem:
+                out[key] = problem
     return out
+
+
+def _npz_problem(path: Path) -> str:
+    """Why ``path`` is not a readable ``.npz`` ("" when it opens: its zip directory is whole)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.namelist()
+    except FileNotFoundError:
+        return f"its arrays file {ARRAYS_DIR}/{path.name} is missing"
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"its arrays file {ARRAYS_DIR}/{path.name} is unreadable ({exc})"
+    return ""
+
+
+def damaged_run_error(run_dir: Path, damaged: Mapping[str, str]) -> DamagedRunError:
+    """The one-line refusal of a damaged run directory, naming (up to 3 of) its cells and the repair."""
+    import shlex
+
+    shown = "; ".join(f"{key}: {why}" for key, why in list(damaged.items())[:3])
+    more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+    return DamagedRunError(
+        f"{run_dir} is damaged: {len(damaged)} finished cell(s) do not match what they wrote ({shown}{more}); "
+        f"`uqbench run --resume {shlex.quote(str(run_dir))}` redoes them"
+    )
 
 
 def _row_key(row: list[str], i_ad: int, i_ds: int, i_seed: int) -> str | None:
@@ -407,5 +498,64 @@ def load_arrays(run_dir: str | os.PathLike[str], key: str) -> dict[str, np.ndarr
     path = Path(run_dir) / ARRAYS_DIR / f"{key}.npz"
     if not path.exists():
         return {}
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(f"cannot read {path}: {exc}; `uqbench run --resume` redoes its cell") from exc
+
+
+# -- one writer per run directory ---------------------------------------------------------
+
+LOCK_FILE = "run.lock"
+LOCK_OWNER = "run.lock.json"
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | os.PathLike[str], *, command: str = "") -> Iterator[None]:
+    """Hold the run directory's writer lock for the ``with`` block, or fail at once.
+
+    The lock is an exclusive ``flock`` on ``RUN_DIR/run.lock`` (:mod:`filelock`): the
+    kernel drops it when the holder exits however it exits (kill -9 included), so a lock
+    is never stale. Holding it, this process writes its pid, host, start time and
+    ``command`` to ``run.lock.json`` for the message a second writer gets. Re-entrant
+    within one process (a driver that resumes and then writes its report holds it once).
+
+    Raises
+    ------
+    RunDirLockedError
+        Another process holds it: one line naming that process.
+    """
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    lock = FileLock(run_dir / LOCK_FILE, timeout=0, is_singleton=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunDirLockedError(_locked_message(run_dir)) from None
+    except OSError as exc:
+        raise UserError(f"cannot lock {run_dir / LOCK_FILE}: {exc.strerror or exc}") from exc
+    try:
+        if lock.lock_counter == 1:
+            owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                     "since": datetime.now().astimezone().isoformat(timespec="seconds"), "command": command}
+            write_atomic(run_dir / LOCK_OWNER, json.dumps(owner) + "\n")
+        yield
+    finally:
+        if lock.lock_counter == 1:
+            with contextlib.suppress(OSError):
+                (run_dir / LOCK_OWNER).unlink()
+        lock.release()
+
+
+def _locked_message(run_dir: Path) -> str:
+    try:
+        owner = json.loads((run_dir / LOCK_OWNER).read_text(encoding="utf-8"))
+        holder = f"pid {int(owner['pid'])} on {owner.get('host', '?')}, since {owner.get('since', '?')}"
+    except (OSError, ValueError, KeyError, TypeError):
+        holder = "a process that has not said which"
+    return (f"{run_dir} is being written by another uqbench ({holder}); wait for it to finish "
+            "or stop it, then run again")

@@ -13,22 +13,28 @@ as failed with that reason, its worker is replaced, and the other cells go on.
 The memory limit is enforced inside each worker by a watchdog thread that reads the
 process's resident set size every 50 ms and ends the process when it is over the limit
 (an allocation faster than that can overshoot briefly; the kernel's OOM killer remains
-the backstop). Worker threads: one intra-op thread for torch, TensorFlow and BLAS per
-worker, always: with workers >= cores, more threads per worker oversubscribe the cores
-and cut throughput (measured on a 2-core machine), and with fewer workers two threads
-measured slower than one on these small nets (see :mod:`uqbench.harness.timing`) and
-would make timings depend on the worker count.
+the backstop). It is a limit on cells, so it is armed once the worker is set up: a worker
+whose imports and warm-up alone exceed it is a user error (say how much it holds and
+stop), not a crash loop of workers killed before their first cell. Values below
+:data:`MIN_CELL_MEMORY` are refused before a run starts.
+
+Worker threads: one intra-op thread for torch, TensorFlow and BLAS per worker, always:
+with workers >= cores, more threads per worker oversubscribe the cores and cut throughput
+(measured on a 2-core machine), and with fewer workers two threads measured slower than
+one on these small nets (see :mod:`uqbench.harness.timing`) and would make timings depend
+on the worker count.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,17 @@ _POLL = 0.1
 # A worker that dies this many times in a row before it is ready means the set-up itself
 # is broken (e.g. an adapter module that crashes on import): stop instead of looping.
 _MAX_START_FAILURES = 3
+# The smallest --cell-memory accepted. Measured (Linux, CPU torch 2.x): a spawned worker
+# holds 36 MiB with numpy-only adapters, 307 MiB once it has imported and warmed up torch
+# (deterministic, mc-dropout) and 373 MiB after two toy cells; a TensorFlow (tfp-*) worker
+# holds about 1 GiB. Below this even a torch worker cannot run a cell; a limit above this
+# but below a heavier worker's set-up is caught when the worker reports its memory.
+MIN_CELL_MEMORY = 512 * 2**20
+# How long the Ray driver waits for its first worker (actor) to be set up before it gives
+# up: on a cluster with no free CPU, Ray keeps an actor pending forever, silently. Long
+# enough for a cold worker to import torch/TensorFlow on a busy node.
+RAY_START_TIMEOUT = 120.0
+RAY_START_TIMEOUT_ENV = "UQBENCH_RAY_START_TIMEOUT"
 
 Done = tuple[Cell, CellOutcome, str, str]
 # run_one(cell, state) -> outcome, where state is what WorkerState.build returns.
@@ -70,27 +87,61 @@ def rss_bytes(pid: int | str = "self") -> int | None:
 
 
 class Watchdog(threading.Thread):
-    """Ends this process when its RSS exceeds ``memory_limit`` or its parent has died."""
+    """Ends this process when its RSS exceeds ``memory_limit`` or its parent has died.
+
+    The memory limit counts only once :meth:`arm` is called (after the worker's set-up):
+    the parent check runs from the start, so a worker never outlives a killed driver.
+    """
 
     def __init__(self, memory_limit: int | None, *, parent: int | None) -> None:
         super().__init__(name="uqbench-watchdog", daemon=True)
         self.memory_limit = memory_limit
         self.parent = parent
+        self.armed = threading.Event()
+
+    def arm(self) -> None:
+        self.armed.set()
 
     def run(self) -> None:
         while True:
             time.sleep(_WATCH_INTERVAL)
             if self.parent is not None and os.getppid() != self.parent:
                 os._exit(0)  # the driver died (e.g. SIGKILL): nobody will read our result
-            if self.memory_limit is not None:
+            if self.memory_limit is not None and self.armed.is_set():
                 rss = rss_bytes()
                 if rss is not None and rss > self.memory_limit:
                     os._exit(EXIT_MEMORY)
 
 
 def check_limits_supported(cell_memory: int | None) -> None:
-    if cell_memory is not None and rss_bytes() is None:
+    """Refuse a memory limit this machine cannot measure, or one no worker can run under."""
+    if cell_memory is None:
+        return
+    if cell_memory < MIN_CELL_MEMORY:
+        raise UserError(
+            f"--cell-memory {_mib(cell_memory)} is below the minimum of {_mib(MIN_CELL_MEMORY)}: a worker "
+            "holds about 300-400 MiB once it has imported torch (about 1 GiB with TensorFlow) before "
+            "its first cell"
+        )
+    if rss_bytes() is None:
         raise UserError("--cell-memory needs Linux /proc to read a process's memory; not available here")
+
+
+def over_limit_at_start(memory_limit: int | None) -> int | None:
+    """This worker's RSS when its set-up alone already exceeds ``memory_limit``, else None."""
+    if memory_limit is None:
+        return None
+    rss = rss_bytes()
+    return rss if rss is not None and rss > memory_limit else None
+
+
+def _set_up_too_big(memory_limit: int, rss: int, adapters: Sequence[str]) -> UserError:
+    what = ", ".join(adapters) or "its adapters"
+    return UserError(
+        f"--cell-memory {_mib(memory_limit)} is less than a worker holds before its first cell "
+        f"({_mib(rss)} after importing and warming up {what}): give more, e.g. --cell-memory "
+        f"{-(-2 * rss // 2**30)}G"
+    )
 
 
 def _mib(n: int) -> str:
@@ -140,12 +191,18 @@ def _worker_main(
 ) -> None:
     """A worker process: set up once, then run the cells the driver sends until EOF/None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
-    Watchdog(memory_limit, parent=driver).start()
+    watchdog = Watchdog(memory_limit, parent=driver)
+    watchdog.start()
     try:
         state = WorkerState(spec, adapters)
     except BaseException as exc:
         conn.send(("init_failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
         return
+    rss = over_limit_at_start(memory_limit)
+    if rss is not None:
+        conn.send(("over_limit", rss))
+        return
+    watchdog.arm()
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -252,6 +309,9 @@ class ProcessExecutor:
                             elif kind == "user_error":
                                 w.cell = None
                                 raise UserError(message[1])
+                            elif kind == "over_limit":
+                                assert self.cell_memory is not None
+                                raise _set_up_too_big(self.cell_memory, message[1], adapters)
                             elif kind == "init_failed":
                                 raise RuntimeError(f"a worker process could not start: {message[1]}")
                             elif kind == "done":
@@ -320,12 +380,18 @@ class _CellActor:
     """A Ray actor holding one worker's set-up; its ``run`` method is one cell's task."""
 
     def __init__(self, spec: WorkerSpec, adapters: list[str], memory_limit: int | None) -> None:
-        if memory_limit is not None:
-            Watchdog(memory_limit, parent=None).start()
         self.state = WorkerState(spec, adapters)
+        self.over_limit = over_limit_at_start(memory_limit)
+        if memory_limit is not None and self.over_limit is None:
+            watchdog = Watchdog(memory_limit, parent=None)
+            watchdog.arm()
+            watchdog.start()
 
-    def ready(self) -> int:
-        return os.getpid()
+    def ready(self) -> tuple[str, int]:
+        """``("ready", pid)``, or ``("over_limit", rss)`` when the set-up alone exceeds the limit."""
+        if self.over_limit is not None:
+            return "over_limit", self.over_limit
+        return "ready", os.getpid()
 
     def run(self, cell: Cell) -> Any:
         try:
@@ -338,6 +404,7 @@ class _CellActor:
 class _Slot:
     actor: Any
     ready_ref: Any
+    created: float = field(default_factory=time.monotonic)
     ready: bool = False
     cell: Cell | None = None
     ref: Any = None
@@ -349,9 +416,15 @@ class RayExecutor:
     """Each cell a Ray task on one of ``workers`` actors (``num_cpus=1`` each, no retries).
 
     ``address`` None starts a local Ray with ``workers`` CPUs; otherwise connects to that
-    cluster (``auto`` or ``ray://host:port``). An actor is a worker process set up once
-    (imports, warm-up) and reused, so a timeout counts from a cell's start, not from the
-    worker's set-up; an actor that dies or times out is replaced.
+    cluster (``HOST:PORT`` of its head, ``auto`` or ``ray://host:port``). An actor is a
+    worker process set up once (imports, warm-up) and reused, so a timeout counts from a
+    cell's start, not from the worker's set-up; an actor that dies or times out is replaced.
+
+    Ray keeps an actor that no node can place (no free CPU, or not the ``memory`` that
+    ``--cell-memory`` asks for) pending forever without a word, so while no worker is set
+    up the driver waits at most ``start_timeout`` seconds (:data:`RAY_START_TIMEOUT`, or
+    ``$UQBENCH_RAY_START_TIMEOUT``), then stops with a UserError saying what the cluster has.
+    Once one worker runs, others that cannot start are no error: the run goes on, slower.
     """
 
     name = "ray"
@@ -365,6 +438,7 @@ class RayExecutor:
         check_limits_supported(cell_memory)
         self.workers, self.cell_timeout, self.cell_memory = workers, cell_timeout, cell_memory
         self.address = ray_address
+        self.start_timeout = _start_timeout()
 
     def _init(self) -> bool:
         """Start or connect; True when this executor started Ray (and must shut it down)."""
@@ -417,7 +491,10 @@ class RayExecutor:
                 for i, slot in enumerate(slots):
                     if not slot.ready and slot.ready_ref in done_ids:
                         try:
-                            ray.get(slot.ready_ref)
+                            kind, value = ray.get(slot.ready_ref)
+                            if kind == "over_limit":
+                                assert self.cell_memory is not None
+                                raise _set_up_too_big(self.cell_memory, value, adapters)
                             slot.ready, start_failures = True, 0
                         except ray.exceptions.RayError as exc:
                             start_failures += 1
@@ -451,11 +528,31 @@ class RayExecutor:
                         reason = f"timed out after {self.cell_timeout:g} s (--cell-timeout); the Ray worker was stopped"
                         yield cell, failed_outcome(cell, "worker", reason), slot.started, now()
                         slots[i] = new_slot()
+                if not any(s.ready for s in slots):
+                    waited = time.monotonic() - min(s.created for s in slots)
+                    if waited > self.start_timeout:
+                        raise UserError(self._no_worker_message())
         finally:
             for slot in slots:
                 ray.kill(slot.actor, no_restart=True)
             if started_here:
                 ray.shutdown()
+
+    def _no_worker_message(self) -> str:
+        import ray
+
+        where = f"cluster {self.address}" if self.address else "the local Ray cluster"
+        try:
+            total = ray.cluster_resources().get("CPU", 0.0)
+            free = ray.available_resources().get("CPU", 0.0)
+            has = f" (it has {total:g} CPUs, {free:g} free)"
+        except Exception:  # only a diagnostic: never hide the real message
+            has = ""
+        need = "a free CPU" + (f" and {_mib(self.cell_memory)} of memory" if self.cell_memory else "")
+        return (
+            f"no Ray worker started within {self.start_timeout:g} s on {where}{has}: does it have {need} "
+            f"for a worker (each takes num_cpus=1)? Set {RAY_START_TIMEOUT_ENV}=SECONDS to wait longer"
+        )
 
     def _error_reason(self, exc: BaseException) -> str:
         from ray.exceptions import OutOfMemoryError, RayActorError, WorkerCrashedError
@@ -466,6 +563,20 @@ class RayExecutor:
             limit = f", or it exceeded --cell-memory {_mib(self.cell_memory)}" if self.cell_memory else ""
             return f"the Ray worker running this cell died (killed, a native crash, or the cell exited it{limit})"
         return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def _start_timeout() -> float:
+    """:data:`RAY_START_TIMEOUT`, or ``$UQBENCH_RAY_START_TIMEOUT`` seconds when set."""
+    text = os.environ.get(RAY_START_TIMEOUT_ENV, "").strip()
+    if not text:
+        return RAY_START_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or value == math.inf:
+        raise UserError(f"{RAY_START_TIMEOUT_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def make_executor(name: str, workers: int = 1, *, check_only: bool = False, **options: Any) -> Any:

@@ -175,20 +175,49 @@ def prepare_resume(
     are removed first; the rows go when :func:`execute` starts).
     """
     run_dir = store.require_run_dir(run_dir)
-    record = store.read_run_json(run_dir)
-    if "suite" not in record:
-        raise UserError(f"{run_dir / store.RUN_JSON} has no suite; it was not written by `uqbench run`")
-    suite = Suite.from_dict(record["suite"])
-    catalog = catalog or Catalog()
-    plan = plan_run(suite, catalog=catalog, data_dir=data_dir or record.get("data_dir"))
-    if retry_failed:
-        for key, cell in store.read_cells(run_dir).items():
-            if cell.get("status") == "failed":
-                store.forget_cell(run_dir, key)
-    from uqbench.registry import provenance_changes
+    with store.lock_run_dir(run_dir):  # it un-finishes cells: no other writer meanwhile
+        record = store.read_run_json(run_dir)
+        if "suite" not in record:
+            raise UserError(f"{run_dir / store.RUN_JSON} has no suite; it was not written by `uqbench run`")
+        suite = Suite.from_dict(record["suite"])
+        catalog = catalog or Catalog()
+        _check_same_data_dir(suite, catalog, data_dir, record.get("data_dir"))
+        plan = plan_run(suite, catalog=catalog, data_dir=data_dir or record.get("data_dir"))
+        notes: list[str] = []
+        # Cells whose rows or arrays did not all survive (a truncated results.csv, a
+        # damaged npz) are not finished: un-finish them so this session redoes them.
+        for key, why in store.damaged_cells(run_dir).items():
+            store.forget_cell(run_dir, key)
+            notes.append(f"cell {key}: {why}; redoing it")
+        if retry_failed:
+            for key, cell in store.read_cells(run_dir).items():
+                if cell.get("status") == "failed":
+                    store.forget_cell(run_dir, key)
+        from uqbench.registry import provenance_changes
 
-    notes = provenance_changes(record.get("adapters") or {}, adapters_record(plan, catalog))
+        notes += [f"{note} since this run began"
+                  for note in provenance_changes(record.get("adapters") or {}, adapters_record(plan, catalog))]
     return Run(run_dir, plan, catalog, resumed=True, notes=tuple(notes))
+
+
+def _check_same_data_dir(suite: Suite, catalog: Catalog, given: str | os.PathLike[str] | None,
+                         recorded: str | None) -> None:
+    """A resume reads its data where the run did: a different ``--data-dir`` would mix two
+    sources of the same dataset in one table, so it is refused (when any dataset reads one)."""
+    if given in (None, ""):
+        return
+    if not any(catalog.dataset(d).needs_data_dir for d in suite.datasets if d in catalog.dataset_names()):
+        return
+
+    def real(p: str | os.PathLike[str]) -> str:
+        return os.path.realpath(os.path.expanduser(os.fspath(p)))
+
+    if recorded is None or real(given) != real(recorded):
+        was = f"from {recorded}" if recorded else "without a data directory"
+        raise UserError(
+            f"this run read its data {was}; resuming it with --data-dir {given} would mix two data "
+            "sources in one run: drop --data-dir (restore the data at its old path), or start a new run"
+        )
 
 
 def _update_run_json(run_dir: Path, session: dict[str, Any], status: str) -> None:
@@ -200,6 +229,31 @@ def _update_run_json(run_dir: Path, session: dict[str, Any], status: str) -> Non
     record["started"] = sessions[0]["started"]
     record["ended"] = session.get("ended")
     record["duration_seconds"] = sum(s.get("duration_seconds") or 0.0 for s in sessions)
+    store.write_run_json(run_dir, record)
+
+
+def record_outputs_failed(run_dir: Path, reason: str) -> None:
+    """Mark the run's last session: its cells finished but its tables or report were not written.
+
+    ``run.json`` then says ``"outputs_failed"`` (not ``"complete"``) until ``uqbench report``
+    succeeds, so nothing reading it mistakes the run for a finished one.
+    """
+    record = store.read_run_json(run_dir)
+    record["status"] = "outputs_failed"
+    if record.get("sessions"):
+        record["sessions"][-1]["status"] = "outputs_failed"
+        record["sessions"][-1]["error"] = reason
+    store.write_run_json(run_dir, record)
+
+
+def record_outputs_written(run_dir: Path) -> None:
+    """Undo :func:`record_outputs_failed` once ``uqbench report`` has written the outputs."""
+    record = store.read_run_json(run_dir)
+    if record.get("status") != "outputs_failed":
+        return
+    record["status"] = "complete"
+    if record.get("sessions"):
+        record["sessions"][-1]["status"] = "complete"
     store.write_run_json(run_dir, record)
 
 
@@ -229,10 +283,28 @@ def execute(
     cell_timeout, cell_memory : per-cell limits in seconds and bytes (process and ray).
     ray_address : an existing Ray cluster (None: start a local one).
 
-    Whatever the executor, this process alone writes the run directory, cell by cell.
+    Whatever the executor, this process alone writes the run directory, cell by cell, and
+    it holds the directory's writer lock (:func:`uqbench.store.lock_run_dir`) throughout:
+    a second driver on the same directory fails at once (:class:`~uqbench.store.RunDirLockedError`).
     Cells on neighbouring cores share memory bandwidth: use one worker for the cleanest
     timings.
     """
+    with store.lock_run_dir(run.run_dir, command=" ".join(sys.argv if argv is None else argv)):
+        return _execute(run, progress=progress, argv=argv, executor=executor, workers=workers,
+                        cell_timeout=cell_timeout, cell_memory=cell_memory, ray_address=ray_address)
+
+
+def _execute(
+    run: Run,
+    *,
+    progress: ProgressHook | None,
+    argv: Sequence[str] | None,
+    executor: str | None,
+    workers: int | None,
+    cell_timeout: float | None,
+    cell_memory: int | None,
+    ray_address: str | None,
+) -> RunResult:
     from uqbench.harness import executors
 
     if workers is None:
