@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
+# The `laplace` extra's three packages that declare torchvision (which would replace the
+# pinned CPU torch): installed without their dependencies, which the extra lists instead.
+LAPLACE_NO_DEPS := laplace-torch==0.3 backpack-for-pytorch==1.7.1 curvlinops-for-pytorch==3.0.1
 EXTRAS ?= dev
 comma  := ,
 # Re-install only when the project definition changes (or the extras do).
@@ -32,6 +35,8 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --disable-pip-version-check "$(TORCH)"
 	$(PIP) install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
+	$(if $(findstring laplace,$(EXTRAS)),$(PIP) install --quiet --disable-pip-version-check --no-deps $(LAPLACE_NO_DEPS))
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'torch was replaced: ' + torch.__version__)"
 	touch $@
 
 # asv benchmarks in this venv (asv.conf.json: "environment_type": "existing"): speed, peak

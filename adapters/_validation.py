@@ -26,17 +26,23 @@ def is_positive_int(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
 
 
+def check_hidden(value: Any) -> tuple[int, ...]:
+    """``hidden`` (a sequence of positive ints; empty: no hidden layer) as a tuple of ints."""
+    try:
+        hidden = tuple(value)
+    except TypeError:
+        raise ValueError(f"hidden must be a sequence of positive ints, got {value!r}") from None
+    if not all(is_positive_int(h) for h in hidden):
+        raise ValueError(f"hidden must be a sequence of positive ints, got {value!r}")
+    return tuple(int(h) for h in hidden)
+
+
 def check_training_params(adapter: Any, activations: Collection[str]) -> tuple[int, ...]:
     """Validate ``hidden``, ``activation``, ``epochs``, ``batch_size``, ``lr``, ``weight_decay``.
 
     Returns ``hidden`` as a tuple of ints. Raises ValueError naming the bad value.
     """
-    try:
-        hidden = tuple(adapter.hidden)
-    except TypeError:
-        raise ValueError(f"hidden must be a sequence of positive ints, got {adapter.hidden!r}") from None
-    if not all(is_positive_int(h) for h in hidden):
-        raise ValueError(f"hidden must be a sequence of positive ints, got {adapter.hidden!r}")
+    hidden = check_hidden(adapter.hidden)
     if adapter.activation not in activations:
         raise ValueError(f"activation must be one of {sorted(activations)}, got {adapter.activation!r}")
     for name in ("epochs", "batch_size"):
@@ -46,7 +52,7 @@ def check_training_params(adapter: Any, activations: Collection[str]) -> tuple[i
         raise ValueError(f"lr must be a finite number > 0, got {adapter.lr!r}")
     if not is_real(adapter.weight_decay) or not 0.0 <= float(adapter.weight_decay) < math.inf:
         raise ValueError(f"weight_decay must be a finite number >= 0, got {adapter.weight_decay!r}")
-    return tuple(int(h) for h in hidden)
+    return hidden
 
 
 def check_variational_params(adapter: Any) -> None:

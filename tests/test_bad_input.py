@@ -303,7 +303,7 @@ def test_suite_file_base_merge_and_round_trip(tmp_path):
     suite = load_suite_file(path, base="quick")
     quick = SUITES["quick"]
     assert suite.name == "quick" and suite.datasets == quick.datasets and suite.seeds == (0,)
-    assert suite.dataset_params["digits"] == {"epochs": 5}
+    assert suite.dataset_params["digits"] == {**quick.dataset_params["digits"], "epochs": 5}  # the file's key wins
     assert suite.dataset_params["toy-gap"] == quick.dataset_params["toy-gap"]  # merged, not replaced
     assert suite.metrics == ("nll_loss",)
     json_path = tmp_path / "s.json"

@@ -49,6 +49,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed_count(text: str) -> int:
+    """--seeds N: checked against the suites' maximum before ``range(N)`` is ever built."""
+    from uqbench.suites import MAX_SEEDS
+
+    value = _positive_int(text)
+    if value > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEEDS:,} seeds, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -59,17 +69,13 @@ def _seconds(text: str) -> float:
     return value
 
 
-_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
 def _memory(text: str) -> int:
     """``4G``, ``500M``, ``1.5GiB`` or a plain number of MiB -> bytes."""
-    import re
+    from uqbench.harness.timing import parse_size
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
-    if not match:
+    value = parse_size(text, default_unit="M")
+    if value is None:
         raise argparse.ArgumentTypeError(f"must be a size such as 4G, 500M or 2048 (MiB), got {text!r}")
-    value = float(match[1]) * _UNITS[match[2] or "M"]
     if value < 2**20:
         raise argparse.ArgumentTypeError(f"must be at least 1M, got {text!r}")
     return int(value)
@@ -137,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", help="suite name: quick (default) or standard")
     run.add_argument("--adapters", type=_name_list, metavar="A,B", help="adapters to run (default: the suite's)")
     run.add_argument("--datasets", type=_name_list, metavar="X,Y", help="datasets to run; patterns like 'uci-*' allowed")
-    run.add_argument("--seeds", type=_positive_int, metavar="N", help="use seeds 0..N-1")
+    run.add_argument("--seeds", type=_seed_count, metavar="N", help="use seeds 0..N-1")
     run.add_argument("--samples", type=_positive_int, metavar="S", help="predictive draws per split")
     run.add_argument("--data-dir", metavar="D", help="data directory (default: $UQBENCH_DATA)")
     run.add_argument(

@@ -105,8 +105,50 @@ class ClassificationSamples:
     probs: np.ndarray
     task: ClassVar[Task] = "classification"
 
+    # Each draw's row must be a distribution: entries >= -PROB_TOL and a sum within PROB_TOL
+    # (relative) of 1, which float32 softmax outputs meet with room to spare.
+    PROB_TOL: ClassVar[float] = 1e-5
+
     def __post_init__(self) -> None:
         _check_array("probs", self.probs, ndim=3)
+
+    def check(self) -> None:
+        """Raise ValueError unless every draw's class probabilities form a distribution.
+
+        Not the mean's only: draws ``p + d`` and ``p - d`` average to a valid distribution
+        but their entropies are meaningless (a mutual information of hundreds of nats,
+        where it is at most log C). Called by every decomposition below and by
+        ``uqbench.metrics.evaluate`` / ``evaluate_ood``; construction itself stays
+        permissive so that the harness can report an adapter's bad draws per split
+        (``check_samples``) rather than as an error inside the adapter.
+        """
+        p = self.probs
+        if not np.issubdtype(p.dtype, np.floating):
+            raise ValueError(f"ClassificationSamples: probs must be floating point, got dtype {p.dtype}")
+        if p.size == 0:
+            return
+        finite = np.isfinite(p)
+        if not finite.all():
+            s, n, _ = np.argwhere(~finite)[0]
+            raise ValueError(f"ClassificationSamples: probs of draw {s} at input {n} are not finite (NaN/inf)")
+        if p.min() < -self.PROB_TOL:
+            s, n, _ = np.argwhere(p < -self.PROB_TOL)[0]
+            raise ValueError(
+                f"ClassificationSamples: probs of draw {s} at input {n} are negative "
+                f"(minimum {float(p[s, n].min()):.6g}); each draw must be a distribution"
+            )
+        off = np.abs(p.sum(axis=-1, dtype=np.float64) - 1.0)
+        if off.max() > self.PROB_TOL:
+            s, n = np.unravel_index(int(np.argmax(off)), off.shape)
+            raise ValueError(
+                f"ClassificationSamples: probs of draw {s} at input {n} sum to "
+                f"{float(p[s, n].sum(dtype=np.float64)):.6g}, not 1 (tolerance {self.PROB_TOL:g}); "
+                "each draw must be a distribution"
+            )
+
+    def _checked(self) -> np.ndarray:
+        self.check()
+        return self.probs.astype(np.float64)
 
     @property
     def n_samples(self) -> int:
@@ -114,7 +156,7 @@ class ClassificationSamples:
 
     def mean(self) -> np.ndarray:
         """Predictive (mixture) class probabilities ``[N, C]``."""
-        return self.probs.astype(np.float64).mean(axis=0)
+        return self._checked().mean(axis=0)
 
     def predictive_entropy(self) -> np.ndarray:
         """Entropy of the mean predictive, in nats ``[N]`` (total uncertainty)."""
@@ -122,7 +164,7 @@ class ClassificationSamples:
 
     def expected_entropy(self) -> np.ndarray:
         """Mean entropy of the draws ``[N]`` (aleatoric uncertainty)."""
-        return _entropy(self.probs.astype(np.float64)).mean(axis=0)
+        return _entropy(self._checked()).mean(axis=0)
 
     def mutual_information(self) -> np.ndarray:
         """BALD: predictive minus expected entropy ``[N]`` (epistemic uncertainty), >= 0."""
@@ -130,12 +172,12 @@ class ClassificationSamples:
 
     def aleatoric_variance(self) -> np.ndarray:
         """Variance form: sum over classes of the mean per-draw Bernoulli variance p(1-p) ``[N]``."""
-        p = self.probs.astype(np.float64)
+        p = self._checked()
         return np.sum(np.mean(p * (1.0 - p), axis=0), axis=-1)
 
     def epistemic_variance(self) -> np.ndarray:
         """Variance form: sum over classes of the variance of p across draws ``[N]``."""
-        return np.sum(_var_over_draws(self.probs), axis=-1)
+        return np.sum(_var_over_draws(self._checked()), axis=-1)
 
     def total_variance(self) -> np.ndarray:
         """Sum over classes of pbar(1-pbar) = aleatoric + epistemic variance ``[N]``."""

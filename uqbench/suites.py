@@ -27,46 +27,129 @@ __all__ = ["SUITES", "Suite", "SuiteError", "get_suite", "load_suite_file"]
 # Optional per-cell steps a suite may switch on (see uqbench.harness.cell.OPTIONAL_STEPS).
 KNOWN_STEPS = ("probe", "fidelity")
 
+# Upper bounds on every size a suite carries. A suite is user input (a config file, a
+# run.json, a flag): without them ``seeds = 1e9 entries``, ``n_samples = 10**20`` or
+# ``n_bootstrap = 10**12`` are accepted and exhaust memory or time deep inside a run
+# instead of failing with one line before anything is created. Each is far above any
+# published protocol (20 UCI splits, S = 100-1000 draws, 200-1000 resamples).
+MAX_SEEDS = 10_000  # seeds in one list (seeds, each dataset_seeds / adapter_seeds entry)
+MAX_SEED = 2**32 - 1  # the largest seed: numpy, torch and TF seeds, and results.csv's int64
+MAX_SAMPLES = 100_000  # n_samples, predictive draws per split
+MAX_BOOTSTRAP = 100_000  # n_bootstrap, resamples per confidence interval
+# Any integer in adapter_params / dataset_params (epochs, hidden widths, members, chains,
+# steps...): a typo'd exponent there is a time or memory bomb as well.
+MAX_HYPERPARAMETER_INT = 10_000_000
+# Names become parts of file names (<adapter>__<dataset>__<seed>.json, the run directory),
+# which most file systems cap at 255 bytes.
+MAX_NAME_LENGTH = 100
+
 
 class SuiteError(UserError, ValueError):
     """A bad suite definition or override (unknown key, bad value)."""
 
 
-def _close(name: str, known: list[str]) -> str:
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to ``name``, or ``""``."""
     close = difflib.get_close_matches(str(name), known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 10**6-seed list must not become the
+    error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_name(what: str, value: Any) -> str:
+    """``value`` if it is a usable name: a non-empty string of printable characters, at
+    most ``MAX_NAME_LENGTH`` long.
+
+    Names end up in directory and file names, results.csv, the HTML report and one-line
+    messages: a NUL byte makes ``mkdir`` raise, and a newline or an escape sequence
+    (ESC) would split or repaint the one-line errors and progress lines.
+    """
+    if not isinstance(value, str) or not value:
+        raise SuiteError(f"{what} must be a non-empty name, got {_short(value)}")
+    bad = next((ch for ch in value if not ch.isprintable()), None)
+    if bad is not None:
+        raise SuiteError(f"{what} {_short(value)} contains the control character {bad!r}; use printable characters")
+    if len(value) > MAX_NAME_LENGTH:
+        raise SuiteError(f"{what} {_short(value)} is {len(value)} characters long, more than the maximum {MAX_NAME_LENGTH}")
+    return value
 
 
 def _check_keys(data: Mapping[str, Any], known: list[str]) -> None:
     """SuiteError naming each key of ``data`` not in ``known`` and its closest known key."""
     unknown = [k for k in data if k not in known]
     if unknown:
-        hints = ", ".join(f"{key!r}{_close(key, known)}" for key in unknown)
+        hints = ", ".join(f"{key!r}{did_you_mean(key, known)}" for key in unknown)
         raise SuiteError(f"unknown suite key(s) {hints}; known keys: {', '.join(known)}")
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _positive_int(name: str, value: Any, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SuiteError(f"{name} must be an integer >= 1, got {value!r}")
+        raise SuiteError(f"{name} must be an integer >= 1, got {_short(value)}")
+    if value > maximum:
+        raise SuiteError(f"{name} = {value} is larger than the maximum {maximum:,}")
     return value
 
 
 def _seed_list(name: str, value: Any) -> tuple[int, ...]:
     seeds = tuple(value) if isinstance(value, list | tuple) else ()
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise SuiteError(f"{name} must be a non-empty sequence of integers >= 0, got {value!r}")
+        raise SuiteError(f"{name} must be a non-empty sequence of integers >= 0, got {_short(value)}")
+    if len(seeds) > MAX_SEEDS:
+        raise SuiteError(f"{name} has {len(seeds):,} seeds, more than the maximum {MAX_SEEDS:,}")
+    too_large = [s for s in seeds if s > MAX_SEED]
+    if too_large:
+        raise SuiteError(f"{name}: seed {_short(too_large[0])} is larger than the maximum {MAX_SEED:,}")
     if len(set(seeds)) != len(seeds):
-        raise SuiteError(f"{name} must be distinct, got {value!r}")
+        raise SuiteError(f"{name} must be distinct, got {_short(value)}")
     return seeds
 
 
 def _names(name: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-        raise SuiteError(f"{name} must be a sequence of non-empty names, got {value!r}")
+        raise SuiteError(f"{name} must be a sequence of non-empty names, got {_short(value)}")
+    for v in value:
+        check_name(f"{name} entry", v)
     out = tuple(dict.fromkeys(value))  # order kept, duplicates dropped
     if not out:
         raise SuiteError(f"{name} must not be empty")
     return out
+
+
+def _keyed(name: str, mapping: Mapping[Any, Any]) -> None:
+    """Every key of ``mapping`` (adapter or dataset names) is a usable name."""
+    for key in mapping:
+        check_name(f"{name} key", key)
+
+
+def _check_hyperparameters(name: str, params: Mapping[str, Mapping[str, Any]]) -> None:
+    """Hyperparameter names are printable names and integers stay below
+    ``MAX_HYPERPARAMETER_INT``, at any depth (``hidden = [50, 50]``)."""
+
+    def walk(where: str, value: Any) -> None:
+        if isinstance(value, bool):
+            return
+        if isinstance(value, int) and abs(value) > MAX_HYPERPARAMETER_INT:
+            raise SuiteError(
+                f"{where} = {_short(value)} is larger than the maximum {MAX_HYPERPARAMETER_INT:,} "
+                "for an integer hyperparameter"
+            )
+        if isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(f"{where}[{i}]", item)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(f"{where}[{key!r}]", item)
+
+    for owner, keywords in params.items():
+        for key, value in keywords.items():
+            check_name(f"{name}[{owner!r}] key", key)
+            walk(f"{name}[{owner!r}][{key!r}]", value)
 
 
 @dataclass(frozen=True)
@@ -107,6 +190,12 @@ class Suite:
         ``experiment.py`` keeps 80% of each UCI training split for fitting). 0: none.
     device : ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto`` (CUDA when torch sees
         one): passed to every adapter whose constructor takes ``device``.
+
+    Every size is bounded (:data:`MAX_SEEDS` seeds per list, seeds up to :data:`MAX_SEED`,
+    :data:`MAX_SAMPLES`, :data:`MAX_BOOTSTRAP`, integer hyperparameters up to
+    :data:`MAX_HYPERPARAMETER_INT`) and every name is printable, at most
+    :data:`MAX_NAME_LENGTH` characters; a violation is one :class:`SuiteError` naming the
+    maximum.
     """
 
     name: str
@@ -129,34 +218,33 @@ class Suite:
     def __post_init__(self) -> None:
         # Normalise containers so suites built from JSON (lists) equal hand-written ones.
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise SuiteError(f"suite name must be a non-empty string without '/', got {self.name!r}")
+            raise SuiteError(f"suite name must be a non-empty string without '/', got {_short(self.name)}")
+        check_name("suite name", self.name)
         set_ = object.__setattr__
         set_(self, "datasets", _names("datasets", self.datasets))
         if self.adapters is not None:
             set_(self, "adapters", _names("adapters", self.adapters))
         if self.metrics is not None:
             set_(self, "metrics", _names("metrics", self.metrics))
-        seeds = tuple(self.seeds) if isinstance(self.seeds, list | tuple) else ()
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-            raise SuiteError(f"seeds must be a non-empty sequence of integers >= 0, got {self.seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise SuiteError(f"seeds must be distinct, got {self.seeds!r}")
-        set_(self, "seeds", seeds)
+        set_(self, "seeds", _seed_list("seeds", self.seeds))
         if not isinstance(self.dataset_seeds, Mapping):
-            raise SuiteError(f"dataset_seeds must map dataset patterns to seed lists, got {self.dataset_seeds!r}")
+            raise SuiteError(f"dataset_seeds must map dataset patterns to seed lists, got {_short(self.dataset_seeds)}")
+        _keyed("dataset_seeds", self.dataset_seeds)
         set_(self, "dataset_seeds", {str(k): _seed_list(f"dataset_seeds[{k!r}]", v) for k, v in self.dataset_seeds.items()})
         if not isinstance(self.adapter_datasets, Mapping):
             raise SuiteError(
-                f"adapter_datasets must map adapter names to dataset patterns, got {self.adapter_datasets!r}"
+                f"adapter_datasets must map adapter names to dataset patterns, got {_short(self.adapter_datasets)}"
             )
+        _keyed("adapter_datasets", self.adapter_datasets)
         set_(self, "adapter_datasets", {
             str(k): _names(f"adapter_datasets[{k!r}]", v) for k, v in self.adapter_datasets.items()
         })
         if not isinstance(self.adapter_seeds, Mapping):
-            raise SuiteError(f"adapter_seeds must map adapter names to seed lists, got {self.adapter_seeds!r}")
+            raise SuiteError(f"adapter_seeds must map adapter names to seed lists, got {_short(self.adapter_seeds)}")
+        _keyed("adapter_seeds", self.adapter_seeds)
         set_(self, "adapter_seeds", {str(k): _seed_list(f"adapter_seeds[{k!r}]", v) for k, v in self.adapter_seeds.items()})
-        _positive_int("n_samples", self.n_samples)
-        _positive_int("n_bootstrap", self.n_bootstrap)
+        _positive_int("n_samples", self.n_samples, MAX_SAMPLES)
+        _positive_int("n_bootstrap", self.n_bootstrap, MAX_BOOTSTRAP)
         if not isinstance(self.adapter_params, Mapping) or not all(
             isinstance(k, str) and isinstance(v, Mapping) for k, v in self.adapter_params.items()
         ):
@@ -164,6 +252,8 @@ class Suite:
                 "adapter_params must map adapter names to keyword dicts, "
                 f"got {self.adapter_params!r}"
             )
+        _keyed("adapter_params", self.adapter_params)
+        _check_hyperparameters("adapter_params", self.adapter_params)
         set_(self, "adapter_params", {k: dict(v) for k, v in self.adapter_params.items()})
         if not isinstance(self.dataset_params, Mapping) or not all(
             isinstance(k, str) and isinstance(v, Mapping) for k, v in self.dataset_params.items()
@@ -171,6 +261,8 @@ class Suite:
             raise SuiteError(
                 f"dataset_params must map dataset names to keyword dicts, got {self.dataset_params!r}"
             )
+        _keyed("dataset_params", self.dataset_params)
+        _check_hyperparameters("dataset_params", self.dataset_params)
         set_(self, "dataset_params", {k: dict(v) for k, v in self.dataset_params.items()})
         if not isinstance(self.steps, list | tuple) or not all(isinstance(s, str) for s in self.steps):
             raise SuiteError(f"steps must be a sequence of step names, got {self.steps!r}")
@@ -288,7 +380,13 @@ QUICK = Suite(
     # Fourier features with a lengthscale below the gap's width.
     dataset_params={
         "toy-gap": {"epochs": 150, "features": "rff", "lengthscale": 0.5},
-        "digits": {"epochs": 20},
+        "digits": {"epochs": 20, "swag_epochs": 20},
+    },
+    # The samplers' quick budget: 2,000 steps, the second half kept every 10th (100 states),
+    # about a second a cell (README, "SG-MCMC").
+    adapter_params={
+        "sgld": {"n_steps": 2000, "thin": 10},
+        "sghmc": {"n_steps": 2000, "thin": 10},
     },
     n_bootstrap=100,
     description="offline smoke benchmark: toy-gap and digits, 3 seeds, S=50 (about 2 minutes)",
@@ -340,11 +438,16 @@ STANDARD = Suite(
     # fidelity compares like with like. mnist-t10k: at the default lr 1e-2 for 100
     # epochs a deterministic MLP reaches 94% accuracy with NLL 2.8 (wildly
     # over-confident); 20 epochs at 1e-3 is the usual regime.
+    # The samplers' budgets are steps (`n_steps`, `burn_in`, `thin`: 100 kept states) and
+    # SWAG's its own SGD phase (`swag_epochs`); no other adapter takes these keys. The UCI
+    # sets run the samplers at their defaults (4,000 steps): step sizes per UCI set are not
+    # measured yet (README, "SG-MCMC").
     dataset_params={
-        "toy-gap": {"epochs": 150, "hidden": (50,), "features": "rff", "lengthscale": 0.5},
-        "digits": {"epochs": 50},
-        "mnist-t10k": {"epochs": 20, "lr": 1e-3, "hidden": (200,)},
-        **_UCI_PROTOCOL,
+        "toy-gap": {"epochs": 150, "hidden": (50,), "features": "rff", "lengthscale": 0.5,
+                    "n_steps": 10_000, "burn_in": 5_000, "thin": 50, "swag_epochs": 100},
+        "digits": {"epochs": 50, "n_steps": 10_000, "burn_in": 5_000, "thin": 50, "swag_epochs": 50},
+        "mnist-t10k": {"epochs": 20, "lr": 1e-3, "hidden": (200,), "swag_epochs": 20},
+        **{name: {**params, "swag_epochs": params["epochs"]} for name, params in _UCI_PROTOCOL.items()},
     },
     n_bootstrap=200,
     steps=("probe", "fidelity"),
@@ -375,6 +478,14 @@ PARITY = Suite(
 )
 
 SUITES: dict[str, Suite] = {s.name: s for s in (QUICK, STANDARD, PARITY)}
+
+# The dataset_params keys the built-in suites use: budgets the in-tree adapters take. A
+# run's dataset_params keys must be one of these or a constructor keyword of some adapter
+# (uqbench.harness.grid.check_dataset_params); these stand in for the in-tree adapters
+# where a catalog cannot inspect them (a test's injected one).
+BUDGET_KEYS: tuple[str, ...] = tuple(
+    sorted({key for suite in SUITES.values() for params in suite.dataset_params.values() for key in params})
+)
 
 
 def get_suite(name: str) -> Suite:
@@ -441,7 +552,7 @@ def _check_param_names(data: Mapping[str, Any]) -> None:
             known = names()
             unknown = [n for n in value if n not in known]
             if unknown:
-                hints = ", ".join(f"{n!r}{_close(n, known)}" for n in unknown)
+                hints = ", ".join(f"{n!r}{did_you_mean(n, known)}" for n in unknown)
                 raise SuiteError(f"{key}: unknown {what}(s) {hints}; `uqbench list` shows the known ones")
 
 

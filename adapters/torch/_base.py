@@ -190,22 +190,28 @@ class TorchAdapter:
         order = torch.randperm(n)
         return [order[start : start + batch] for start in range(0, n - batch + 1, batch)]
 
+    def _training_tensors(self, X: Any, y: Any, n_classes: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validated training data as tensors on ``device_``: X ``[N, D]`` float32, y ``[N, D_out]``
+        float32 (regression) or ``[N]`` int64 (classification). Sets ``task_``,
+        ``n_features_in_`` and ``n_outputs_`` (outputs ``D_out``, or the classes C)."""
+        X, y, self.task_ = self._validate_fit_data(X, y)
+        self.n_features_in_ = X.shape[1]
+        if self.task_ == "classification":
+            self.n_outputs_ = n_classes_for(y, n_classes)
+            yt = torch.as_tensor(y, dtype=torch.long, device=self.device_)
+        else:
+            self.n_outputs_ = y.shape[1]
+            yt = torch.as_tensor(y, dtype=torch.float32, device=self.device_)
+        return torch.as_tensor(X, dtype=torch.float32, device=self.device_), yt
+
     def fit(self, X: np.ndarray, y: np.ndarray, *, seed: int, n_classes: int | None = None) -> TorchAdapter:
         """Train on ``X`` ``[N, F]`` and ``y`` (``[N, D]`` floats or ``[N]`` class indices).
 
         ``n_classes``: the dataset's number of classes (default: the labels' max + 1).
         """
         self._validate_params()
-        X, y, self.task_ = self._validate_fit_data(X, y)
-        self.n_features_in_ = X.shape[1]
+        Xt, yt = self._training_tensors(X, y, n_classes)
         device = self.device_
-        if self.task_ == "classification":
-            self.n_outputs_ = n_classes_for(y, n_classes)
-            yt = torch.as_tensor(y, dtype=torch.long, device=device)
-        else:
-            self.n_outputs_ = y.shape[1]
-            yt = torch.as_tensor(y, dtype=torch.float32, device=device)
-        Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
         n = len(Xt)
         batch = min(int(self.batch_size), n)
         with seeded(seed, device):

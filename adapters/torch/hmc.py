@@ -87,7 +87,13 @@ from torch.nn import functional as F
 
 from uqbench import store
 from uqbench.interface import RegressionSamples
-from uqbench_adapters._validation import is_positive_int, is_real, validate_fit_data, validate_X
+from uqbench_adapters._validation import (
+    check_hidden,
+    is_positive_int,
+    is_real,
+    validate_fit_data,
+    validate_X,
+)
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -239,13 +245,7 @@ class HMCAdapter:
 
     # -- validation ----------------------------------------------------------------------
     def _validate_params(self) -> None:
-        try:
-            hidden = tuple(self.hidden)
-        except TypeError:
-            raise ValueError(f"hidden must be a sequence of positive ints, got {self.hidden!r}") from None
-        if not all(is_positive_int(h) for h in hidden):
-            raise ValueError(f"hidden must be a sequence of positive ints, got {self.hidden!r}")
-        self.hidden = tuple(int(h) for h in hidden)
+        self.hidden = check_hidden(self.hidden)
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
         for name, optional in (("prior_std", False), ("noise_prior_scale", False), ("init_std", False), ("noise_std", True)):

@@ -25,10 +25,11 @@ border pixels and blow up OOD images that ink them); ``"unit"`` gives ``pixels /
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import math
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,122 @@ KNOWN_SHA256: dict[tuple[str, str], KnownChecksum] = {
 # idx files
 
 
+# Upper bounds on what an idx header may declare, checked before any data is decompressed:
+# a gzip file of 7 MB can inflate to 1.5 GiB of zeros, and a header's sizes (up to
+# (2**32 - 1)**3 bytes) are the loader's only clue to what is coming. MNIST's training set
+# is 60,000 images (47 MB); notMNIST's large set about 530,000.
+MAX_IDX_ITEMS = 1_000_000  # images or labels in one file of a dataset
+MAX_IDX_BYTES = 2**30  # data bytes of any idx file (read_idx / parse_idx)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _IdxStream:
+    """Decompressed bytes of an idx file, read in bounded pieces.
+
+    Plain (already decompressed) content is sliced; gzip content is inflated with
+    ``zlib.decompressobj(max_length=...)`` so that reading the header and then at most the
+    declared size plus one byte never inflates more, whatever the file would expand to.
+    Multi-member gzip files and zero padding between members are read as ``gzip`` does.
+    """
+
+    def __init__(self, raw: bytes, source: str, *, inflate: bool = True) -> None:
+        self._source = source
+        compressed = inflate and raw[:2] == _GZIP_MAGIC  # else an already-decompressed idx file
+        self._plain = None if compressed else memoryview(raw)
+        self._offset = 0
+        self._inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._pending = raw
+
+    @property
+    def total(self) -> int | None:
+        """Size of uncompressed content (None for gzip: unknown without inflating it all)."""
+        return None if self._plain is None else len(self._plain)
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; fewer only at the end of the content."""
+        if self._plain is not None:
+            out = bytes(self._plain[self._offset : self._offset + n])
+            self._offset += len(out)
+            return out
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            while got < n:
+                if self._inflater.eof:
+                    rest = self._inflater.unused_data.lstrip(b"\x00")
+                    if not rest:
+                        break
+                    if rest[:2] != _GZIP_MAGIC:
+                        raise DataFormatError(f"{self._source}: corrupt gzip data (trailing garbage)")
+                    self._inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                    self._pending = rest
+                chunk = self._inflater.decompress(self._pending, n - got)
+                self._pending = self._inflater.unconsumed_tail
+                if not chunk and not self._pending and not self._inflater.eof:
+                    raise DataFormatError(
+                        f"{self._source}: corrupt gzip data (the file ends before the end-of-stream marker)"
+                    )
+                chunks.append(chunk)
+                got += len(chunk)
+        except zlib.error as exc:
+            raise DataFormatError(f"{self._source}: corrupt gzip data ({exc})") from None
+        return b"".join(chunks)
+
+
+HeaderCheck = Callable[[int, tuple[int, ...]], None]
+
+
+def _read_idx_stream(
+    stream: _IdxStream,
+    *,
+    source: str,
+    expected_magic: int | None,
+    check_header: HeaderCheck | None = None,
+) -> tuple[np.ndarray, bytes]:
+    """(array, the decompressed content) of one idx file, validating the header first.
+
+    The header's sizes are multiplied exactly (Python integers: a product past 2**63
+    cannot wrap around to a small number that matches the data), checked by
+    ``check_header(magic, shape)`` and against :data:`MAX_IDX_BYTES`, and only then is the
+    data read, at most the declared size plus one byte (to tell "too long" from "exact").
+    """
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataFormatError(f"{source}: {len(head)} bytes is too short for an idx header")
+    magic = int.from_bytes(head, "big")
+    if magic not in (MAGIC_IMAGES, MAGIC_LABELS):
+        raise DataFormatError(
+            f"{source}: idx magic number {magic} is neither {MAGIC_IMAGES} (images) nor "
+            f"{MAGIC_LABELS} (labels); not a uint8 MNIST-format idx file"
+        )
+    if expected_magic is not None and magic != expected_magic:
+        raise DataFormatError(f"{source}: idx magic number {magic}, expected {expected_magic}")
+    ndim = head[3]
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DataFormatError(f"{source}: truncated idx header ({4 + len(sizes)} bytes)")
+    shape = tuple(int.from_bytes(sizes[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+    expected = math.prod(shape)
+    if check_header is not None:
+        check_header(magic, shape)
+    if expected > MAX_IDX_BYTES:
+        raise DataFormatError(
+            f"{source}: idx header says shape {shape} ({expected} bytes of data), more than the "
+            f"maximum {MAX_IDX_BYTES} bytes of an idx file; not a dataset file"
+        )
+    data = stream.read(expected + 1)
+    if len(data) != expected:
+        if len(data) > expected and stream.total is None:
+            holds = f"more (stopped reading after {expected} bytes)"
+        else:
+            holds = str(len(data) if stream.total is None else stream.total - 4 - 4 * ndim)
+        raise DataFormatError(
+            f"{source}: idx header says shape {shape} ({expected} bytes of data) but the file holds {holds}"
+        )
+    array = np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
+    return array, head + sizes + data
+
+
 def parse_idx(
     content: bytes, *, source: str = "idx data", expected_magic: int | None = None
 ) -> np.ndarray:
@@ -112,59 +229,52 @@ def parse_idx(
     Raises
     ------
     DataFormatError
-        Unknown or unexpected magic number, truncated header, or a data size that differs
-        from the product of the header's sizes.
+        Unknown or unexpected magic number, truncated header, a declared size over
+        :data:`MAX_IDX_BYTES`, or a data size that differs from the product of the
+        header's sizes.
     """
-    if len(content) < 4:
-        raise DataFormatError(f"{source}: {len(content)} bytes is too short for an idx header")
-    magic = int.from_bytes(content[:4], "big")
-    if magic not in (MAGIC_IMAGES, MAGIC_LABELS):
-        raise DataFormatError(
-            f"{source}: idx magic number {magic} is neither {MAGIC_IMAGES} (images) nor "
-            f"{MAGIC_LABELS} (labels); not a uint8 MNIST-format idx file"
-        )
-    if expected_magic is not None and magic != expected_magic:
-        raise DataFormatError(f"{source}: idx magic number {magic}, expected {expected_magic}")
-    ndim = content[3]
-    header = 4 + 4 * ndim
-    if len(content) < header:
-        raise DataFormatError(f"{source}: truncated idx header ({len(content)} bytes)")
-    shape = tuple(int(d) for d in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64))
-    actual = len(content) - header
-    if actual != expected:
-        raise DataFormatError(
-            f"{source}: idx header says shape {shape} ({expected} bytes of data) "
-            f"but the file holds {actual}"
-        )
-    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape).copy()
-
-
-def _decompress(raw: bytes, source: str) -> bytes:
-    if raw[:2] != b"\x1f\x8b":
-        return raw  # accept an already-decompressed idx file
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataFormatError(f"{source}: corrupt gzip data ({exc})") from None
+    stream = _IdxStream(content, source, inflate=False)
+    return _read_idx_stream(stream, source=source, expected_magic=expected_magic)[0]
 
 
 def read_idx(path: str | os.PathLike[str], *, expected_magic: int | None = None) -> np.ndarray:
     """Read a (gzip-compressed or plain) idx file into a uint8 array, e.g. ``[N, 28, 28]``.
 
-    No checksum check; see :func:`load_idx` for that.
+    No checksum check; see :func:`load_idx` for that. Decompresses at most the header and
+    the size it declares plus one byte (see :func:`_read_idx_stream`).
     """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no idx file at {path}")
-    raw = path.read_bytes()
-    return parse_idx(_decompress(raw, str(path)), source=str(path), expected_magic=expected_magic)
+    stream = _IdxStream(path.read_bytes(), str(path))
+    return _read_idx_stream(stream, source=str(path), expected_magic=expected_magic)[0]
+
+
+def _dataset_header_check(path: Path, dataset: str) -> HeaderCheck:
+    """What a dataset's idx header must declare: 28x28 images or one label per item, at
+    most :data:`MAX_IDX_ITEMS` of them."""
+
+    def check(magic: int, shape: tuple[int, ...]) -> None:
+        if magic == MAGIC_IMAGES and shape[1:] != IMAGE_SHAPE:
+            raise DataFormatError(f"{dataset}: {path} holds {shape[1:]} images, expected {IMAGE_SHAPE}")
+        if shape and shape[0] > MAX_IDX_ITEMS:
+            what = "images" if magic == MAGIC_IMAGES else "labels"
+            raise DataFormatError(
+                f"{dataset}: {path}: idx header declares {shape[0]} {what}, more than the maximum "
+                f"{MAX_IDX_ITEMS} of a dataset file"
+            )
+
+    return check
 
 
 def load_idx(
     path: Path, *, image_set: str, expected_magic: int, dataset: str
 ) -> tuple[np.ndarray, bool]:
     """Read one file of ``image_set``, checking its checksum when :data:`KNOWN_SHA256` has it.
+
+    The header is checked against the dataset's shape (28x28 images, at most
+    :data:`MAX_IDX_ITEMS`) before the data is decompressed, and at most the declared size
+    plus one byte is (a gzip bomb is rejected after its header).
 
     Returns
     -------
@@ -175,17 +285,30 @@ def load_idx(
     DataNotFoundError, ChecksumError, DataFormatError
     """
     raw = require_file(path, dataset=dataset).read_bytes()
-    content = _decompress(raw, str(path))
     known = KNOWN_SHA256.get((image_set, path.name))
-    if known is not None:
-        gz_hash = hashlib.sha256(raw).hexdigest()
-        if gz_hash != known.gz and hashlib.sha256(content).hexdigest() != known.content:
-            raise ChecksumError(
-                f"{dataset}: sha256 of {path} is {gz_hash}, expected {known.gz} "
-                f"(or decompressed {known.content}); the file is corrupt or not the known "
-                f"{image_set} file, replace it"
-            )
-    return parse_idx(content, source=str(path), expected_magic=expected_magic), known is not None
+    gz_hash = hashlib.sha256(raw).hexdigest() if known is not None else ""
+    try:
+        array, content = _read_idx_stream(
+            _IdxStream(raw, str(path)),
+            source=str(path),
+            expected_magic=expected_magic,
+            check_header=_dataset_header_check(path, dataset),
+        )
+    except DataFormatError:
+        if known is not None and gz_hash != known.gz:
+            raise _checksum_error(dataset, path, image_set, gz_hash, known) from None
+        raise
+    if known is not None and gz_hash != known.gz and hashlib.sha256(content).hexdigest() != known.content:
+        raise _checksum_error(dataset, path, image_set, gz_hash, known)
+    return array, known is not None
+
+
+def _checksum_error(dataset: str, path: Path, image_set: str, gz_hash: str, known: KnownChecksum) -> ChecksumError:
+    return ChecksumError(
+        f"{dataset}: sha256 of {path} is {gz_hash}, expected {known.gz} "
+        f"(or decompressed {known.content}); the file is corrupt or not the known "
+        f"{image_set} file, replace it"
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -144,6 +144,13 @@ def _read_raw(short: str, data_dir: str | os.PathLike[str] | None, *, extrapolat
     target = _read_indices(folder / "index_target.txt", dataset=name, n_rows=data.shape[1])
     if target.size != 1:
         raise DataFormatError(f"{name}: {folder / 'index_target.txt'} must name one column")
+    if np.isin(target, features).any():
+        # The model would be handed its own target as an input: near-zero error, and
+        # numbers that look like a breakthrough instead of an error.
+        raise DataFormatError(
+            f"{name}: {folder / 'index_features.txt'} lists column index {int(target[0])}, the target "
+            f"column of {folder / 'index_target.txt'}; remove it from the input features"
+        )
     used = np.concatenate([features, target])
     bad = ~np.isfinite(data[:, used])
     if bad.any():

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from uqbench.harness.grid import Cell
-from uqbench.harness.timing import RSSSampler, measure
+from uqbench.harness.timing import RSSSampler, format_bytes, measure, sample_byte_limit
 from uqbench.interface import (
     ClassificationSamples,
     ReconstructionSamples,
@@ -66,11 +66,18 @@ N_GRID_DRAWS = 10  # draws of the toy-data grid kept for the report figure
 RECONSTRUCTION_MIN_DRAWS = 100
 N_RECON_EXAMPLES = 8  # test images whose reconstructions the report shows
 N_INTERPOLATION_PAIRS = 4  # pairs of those images handed to the adapter's generate()
-_PROB_ATOL = 1e-4
+# The containers' own tolerance, so draws the harness admits are draws the metrics accept.
+_PROB_ATOL = ClassificationSamples.PROB_TOL
 
 
 class InvalidSamplesError(ValueError):
     """An adapter returned samples of the wrong type, shape or with non-finite values."""
+
+
+class SampleBudgetError(MemoryError):
+    """A cell's predictive draws would not fit the sample-memory limit (:func:`sample_byte_limit`)."""
+
+
 
 
 def draws_for(mode: str | None, n_samples: int) -> int:
@@ -86,6 +93,40 @@ def derive_seed(seed: int, name: str) -> int:
     """
     ss = np.random.SeedSequence([int(seed), zlib.crc32(name.encode("utf-8"))])
     return int(ss.generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
+
+
+def sample_bytes(ctx: CellContext) -> tuple[int, int, int]:
+    """(estimated bytes, points N over every split, outputs per point) of a cell's predictive draws.
+
+    ``S x N x outputs x 8`` with N summed over the splits the cell keeps at once (test,
+    each OOD set as subsampled, the toy plot grid) and outputs the float64 values of one
+    draw at one point: ``2 D`` for regression (loc and scale), ``C`` for classification,
+    the ``D`` input pixels for reconstruction. Computed from the dataset alone, so it is
+    known before the adapter is fitted.
+    """
+    ds = ctx.dataset
+    n_points = sum(len(X) for _, X, _ in ctx.splits())
+    if ctx.mode == "regression":
+        if ds.plot_grid is not None:
+            n_points += len(ds.plot_grid)
+        y = np.asarray(ds.y_train)
+        outputs = 2 * (y.shape[1] if y.ndim == 2 else 1)
+    elif ctx.mode == "classification":
+        outputs = int(ds.n_classes or int(np.max(ds.y_train)) + 1)
+    else:
+        outputs = int(np.prod(np.shape(ds.X_train)[1:], dtype=np.int64))
+    return ctx.n_samples * n_points * outputs * 8, n_points, outputs
+
+
+def check_sample_budget(ctx: CellContext) -> None:
+    """Raise :class:`SampleBudgetError` when :func:`sample_bytes` exceeds :func:`sample_byte_limit`."""
+    estimate, n_points, outputs = sample_bytes(ctx)
+    limit, source = sample_byte_limit()
+    if estimate > limit:
+        raise SampleBudgetError(
+            f"predictive draws need about {format_bytes(estimate)} (S={ctx.n_samples:,} x N={n_points:,} "
+            f"points x {outputs} outputs x 8 bytes), over the limit of {format_bytes(limit)} ({source})"
+        )
 
 
 def one_line(exc: BaseException) -> str:
@@ -603,7 +644,11 @@ def run_cell(
             cell, cell.mode, dataset, adapter, draws_for(cell.mode, n_samples), n_bootstrap, metrics,
             validation_fraction=validation_fraction,
         )
-        for stage, step in steps if steps is not None else cell_steps():  # noqa: B007
+        steps = steps if steps is not None else cell_steps()
+        if any(name == "sample" for name, _ in steps):
+            stage = "sample"  # checked before fitting: a fit whose draws cannot be held is wasted
+            check_sample_budget(ctx)
+        for stage, step in steps:  # noqa: B007
             step(ctx)
     except Exception as exc:
         row = make_row(cell.adapter, cell.dataset, cell.seed, stage, "", math.nan, status="failed", error=one_line(exc))

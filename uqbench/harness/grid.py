@@ -14,7 +14,6 @@ metrics object to a suite's ``metrics`` selection.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 import os
@@ -26,7 +25,7 @@ from typing import Any
 
 from uqbench.errors import AdapterUnavailableError, DataNotFoundError, UserError
 from uqbench.store import cell_key
-from uqbench.suites import Suite
+from uqbench.suites import BUDGET_KEYS, Suite, SuiteError, did_you_mean
 
 DATA_ENV = "UQBENCH_DATA"
 KEY_SEPARATOR = "__"
@@ -133,6 +132,14 @@ class Catalog:
             return registry.available_adapters()
         return sorted(self._adapters)
 
+    def adapter_names(self) -> list[str]:
+        """Every adapter name the catalog knows, available or not (the registry's entry points)."""
+        if self._adapters is None:
+            from uqbench import registry
+
+            return registry.adapter_names()
+        return sorted(self._adapters)
+
     def _adapter_factory(self, name: str) -> Callable[..., Any]:
         if self._adapters is None:
             from uqbench import registry
@@ -219,8 +226,7 @@ class Catalog:
     def dataset(self, name: str) -> DatasetSource:
         sources = self._dataset_sources()
         if name not in sources:
-            close = difflib.get_close_matches(name, list(sources), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, list(sources))
             raise UserError(f"unknown dataset {name!r}{hint}; known datasets: {', '.join(sources)}")
         return sources[name]
 
@@ -274,9 +280,7 @@ def expand_metrics(patterns: tuple[str, ...], known: list[str]) -> tuple[str, ..
             if not matches:
                 raise UserError(f"metric pattern {pattern!r} matches nothing; known metrics: {', '.join(known)}")
         elif pattern not in known:
-            close = difflib.get_close_matches(pattern, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"unknown metric {pattern!r}{hint}; known metrics: {', '.join(known)}")
+            raise UserError(f"unknown metric {pattern!r}{did_you_mean(pattern, known)}; known metrics: {', '.join(known)}")
         else:
             matches = [pattern]
         out += [m for m in matches if m not in out]
@@ -354,6 +358,110 @@ def cell_params(plan: Plan, catalog: Catalog, adapter: str, dataset: str) -> dic
     return plan.suite.params_for(adapter, dataset, accepted)
 
 
+def _is_pattern(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
+def _check_dataset_refs(what: str, names: Sequence[str], known: list[str]) -> None:
+    """Each plain name in ``names`` is a known dataset, each pattern matches one."""
+    for name in names:
+        if _is_pattern(name):
+            if not any(fnmatch.fnmatchcase(k, name) for k in known):
+                raise SuiteError(f"{what}: dataset pattern {name!r} matches no known dataset; known datasets: {', '.join(known)}")
+        elif name not in known:
+            raise SuiteError(
+                f"{what}: unknown dataset {name!r}{did_you_mean(name, known)}; known datasets: {', '.join(known)}"
+            )
+
+
+def check_scoping(suite: Suite, catalog: Catalog) -> None:
+    """The keys of ``adapter_seeds`` / ``adapter_datasets`` name known adapters, those of
+    ``dataset_seeds`` and the values of ``adapter_datasets`` known datasets (or patterns
+    matching one).
+
+    A misspelt name there would otherwise be silently ignored: ``adapter_seeds = {hcm =
+    [0]}`` runs hmc on every seed, ``dataset_seeds = {"uci-boston " = [...]}`` keeps the
+    default seeds. Known, not "in this grid": the built-in suites scope ``hmc``, which a
+    run with ``--adapters`` may leave out.
+
+    Raises
+    ------
+    SuiteError
+        Naming the key, the unknown name and the closest known one.
+    """
+    adapters = catalog.adapter_names()
+    for key in ("adapter_seeds", "adapter_datasets"):
+        for name in getattr(suite, key):
+            if name not in adapters:
+                raise SuiteError(
+                    f"{key}: unknown adapter {name!r}{did_you_mean(name, adapters)}; "
+                    f"known adapters: {', '.join(adapters)}"
+                )
+    datasets = catalog.dataset_names()
+    _check_dataset_refs("dataset_seeds", list(suite.dataset_seeds), datasets)
+    for adapter, patterns in suite.adapter_datasets.items():
+        _check_dataset_refs(f"adapter_datasets[{adapter!r}]", patterns, datasets)
+
+
+def _keywords_of(catalog: Catalog, names: Sequence[str]) -> tuple[set[str], bool]:
+    """(union of the constructor keywords of adapters ``names``, whether one takes ``**kwargs``);
+    adapters that cannot be loaded are skipped."""
+    keywords: set[str] = set()
+    for name in names:
+        try:
+            accepted = catalog.adapter_keywords(name)
+        except UserError:
+            continue
+        if accepted is None:
+            return keywords, True
+        keywords |= accepted
+    return keywords, False
+
+
+def check_dataset_params(suite: Suite, catalog: Catalog, datasets: Sequence[str], adapters: Sequence[str]) -> None:
+    """Every key of ``dataset_params[<dataset>]`` is a constructor keyword of some adapter.
+
+    :meth:`Suite.params_for` gives each adapter only the budget keys its constructor
+    accepts (so ``epochs`` reaches the MLPs and not a closed-form model); a misspelt key
+    (``epoch``) is then accepted by none and silently dropped, and every adapter trains
+    with its default budget. A key no adapter of this run accepts is still fine when it
+    is one of the built-in suites' :data:`~uqbench.suites.BUDGET_KEYS` or another
+    available adapter takes it (the quick suite's ``lengthscale`` for ``bayes-linear`` in
+    a run of ``--adapters deterministic``); only then are the other adapters loaded.
+
+    Raises
+    ------
+    SuiteError
+        The dataset, the unknown key and the closest known keyword.
+    """
+    grid_keywords: dict[str, tuple[set[str], bool]] = {}
+    everyone: tuple[set[str], bool] | None = None
+    for dataset in datasets:
+        keys = list(suite.dataset_params.get(dataset, {}))
+        if not keys:
+            continue
+        running = [a for a in adapters if suite.runs_on(a, dataset)]
+        group = ",".join(running)
+        if group not in grid_keywords:
+            grid_keywords[group] = _keywords_of(catalog, running)
+        known, anything = grid_keywords[group]
+        unknown = [] if anything else [k for k in keys if k not in known and k not in BUDGET_KEYS]
+        if not unknown:
+            continue
+        if everyone is None:
+            everyone = _keywords_of(catalog, catalog.available_adapters())
+        if everyone[1]:
+            continue
+        all_known = sorted(known | everyone[0] | set(BUDGET_KEYS))
+        unknown = [k for k in unknown if k not in all_known]
+        if unknown:
+            hints = ", ".join(f"{k!r}{did_you_mean(k, all_known)}" for k in unknown)
+            raise SuiteError(
+                f"dataset_params[{dataset!r}]: unknown hyperparameter(s) {hints}: no adapter's "
+                "constructor takes them, so they would be silently ignored"
+            )
+
+
 def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str] | None = None) -> Plan:
     """Resolve ``suite`` into cells.
 
@@ -365,10 +473,14 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
     ------
     UserError
         Unknown adapter (no such entry point: a typo), dataset or metric name, a device
-        torch does not see, no adapter available, or a missing data directory.
+        torch does not see, no adapter available, a missing data directory, an unknown
+        name in ``adapter_seeds`` / ``adapter_datasets`` / ``dataset_seeds``, a
+        ``dataset_params`` key no adapter takes, a bad ``UQBENCH_MAX_SAMPLE_BYTES``, or
+        a grid without a single applicable cell.
     """
     datasets = expand_datasets(suite.datasets, catalog.dataset_names())
     sources = [catalog.dataset(name) for name in datasets]
+    check_scoping(suite, catalog)
     resolved_dir = resolve_data_dir(data_dir, [s.name for s in sources if s.needs_data_dir])
     metrics = None if suite.metrics is None else expand_metrics(suite.metrics, catalog.metric_names())
     if suite.adapters is not None:
@@ -406,6 +518,10 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
             catalog.make_adapter(
                 name, suite.params_for(name, dataset, catalog.adapter_keywords(name))
             )
+    check_dataset_params(suite, catalog, datasets, tuple(tasks))
+    from uqbench.harness.timing import sample_byte_limit
+
+    sample_byte_limit()  # a bad UQBENCH_MAX_SAMPLE_BYTES: one line now, not every cell failing
     cells = []
     for source in sources:
         for seed in suite.seeds_for(source.name):
@@ -417,5 +533,26 @@ def plan_run(suite: Suite, *, catalog: Catalog, data_dir: str | os.PathLike[str]
                 else:
                     mode, reason = cell_mode(tasks[adapter], source.task, source.image)
                 cells.append(Cell(adapter, source.name, seed, mode, reason))
+    if not any(c.applicable for c in cells):
+        raise UserError(_empty_grid_message(cells))
     resolved = suite.replace(adapters=tuple(adapters), datasets=datasets, metrics=metrics)
     return Plan(resolved, tuple(cells), resolved_dir, unavailable)
+
+
+def _empty_grid_message(cells: Sequence[Cell]) -> str:
+    """Why a grid has nothing to run: no cell at all, or the first inapplicable cells' reasons.
+
+    An empty grid used to run, measure nothing and exit 0 with "no failed cells": a
+    mismatched --adapters/--datasets (an autoencoder on UCI data) read as a success.
+    """
+    if not cells:
+        return (
+            "the grid is empty: adapter_datasets / adapter_seeds leave no (adapter, dataset, seed) "
+            "cell to run; check their names and seeds"
+        )
+    reasons = list(dict.fromkeys(f"{c.adapter} on {c.dataset}: {c.reason}" for c in cells))
+    more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+    return (
+        f"no cell of the grid is applicable, nothing would run ({'; '.join(reasons[:3])}{more}); "
+        "choose adapters whose tasks match the datasets (`uqbench list` shows both)"
+    )

@@ -13,14 +13,31 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from uqbench.errors import UserError
+
 _STATM = "/proc/self/statm"
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+_SIZE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*")
+
+
+def parse_size(text: str, *, default_unit: str = "") -> float | None:
+    """``"4G"``, ``"500M"``, ``"1.5GiB"`` -> bytes (binary units); a bare number is in
+    ``default_unit`` (``""``: bytes, or ``"K"``/``"M"``/``"G"``/``"T"``); None if not a size."""
+    match = _SIZE.fullmatch(text.upper())
+    if not match:
+        return None
+    unit = match[2] or default_unit
+    return float(match[1]) * (_SIZE_UNITS[unit] if unit else 1)
 
 
 def current_rss_bytes() -> int | None:
@@ -189,3 +206,61 @@ def warm_up_frameworks() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+# -- the sample-memory limit of a cell (see uqbench.harness.cell.check_sample_budget) ------
+
+# The predictive draws of a cell are held in memory at once (every split's, for the
+# metrics). S x N x outputs float64s grow fast (S = 10,000 draws of 10,000 MNIST test
+# images x 10 classes is 8 GB): beyond this limit the cell fails with one line before the
+# adapter is fitted or asked for a single draw, instead of the machine swapping or the
+# OOM killer taking the whole run. Default: SAMPLE_MEMORY_FRACTION of physical memory.
+MAX_SAMPLE_BYTES_ENV = "UQBENCH_MAX_SAMPLE_BYTES"
+SAMPLE_MEMORY_FRACTION = 0.25
+FALLBACK_SAMPLE_BYTES = 4 * 2**30  # where physical memory cannot be read (os.sysconf)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory (``os.sysconf``), None where the platform cannot say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units: ``3.8 GiB``, ``512.0 MiB``, ``12 bytes``."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def sample_byte_limit() -> tuple[int, str]:
+    """(bytes, where the number comes from) of the largest predictive-sample memory a cell may hold.
+
+    ``$UQBENCH_MAX_SAMPLE_BYTES`` (bytes, or with a K/M/G/T suffix: ``8G``) when set, else
+    ``SAMPLE_MEMORY_FRACTION`` of physical memory, else ``FALLBACK_SAMPLE_BYTES``.
+
+    Raises
+    ------
+    UserError
+        ``$UQBENCH_MAX_SAMPLE_BYTES`` is not a size (checked when a run is planned).
+    """
+    text = os.environ.get(MAX_SAMPLE_BYTES_ENV, "").strip()
+    if text:
+        value = parse_size(text) or 0.0
+        if not 1 <= value < 2**63:
+            raise UserError(
+                f"${MAX_SAMPLE_BYTES_ENV} must be a number of bytes >= 1 such as 2000000000 or 8G, got {text!r}"
+            )
+        return int(value), f"${MAX_SAMPLE_BYTES_ENV}"
+    ram = physical_memory()
+    if ram is None:
+        return FALLBACK_SAMPLE_BYTES, f"default; ${MAX_SAMPLE_BYTES_ENV} sets it"
+    fraction = f"1/{round(1 / SAMPLE_MEMORY_FRACTION)}" if SAMPLE_MEMORY_FRACTION < 1 else "all"
+    return (
+        int(ram * SAMPLE_MEMORY_FRACTION),
+        f"{fraction} of the {format_bytes(ram)} of RAM; ${MAX_SAMPLE_BYTES_ENV} sets it",
+    )

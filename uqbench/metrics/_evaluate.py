@@ -109,6 +109,8 @@ def _check_container(samples: object) -> Samples:
             f"samples must be a RegressionSamples, ClassificationSamples or "
             f"ReconstructionSamples, got {type(samples).__name__}"
         )
+    if isinstance(samples, ClassificationSamples):
+        samples.check()  # every draw a distribution, not only their mean
     return samples
 
 

@@ -276,10 +276,20 @@ def _crps_points(loc: np.ndarray, sig: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _mixture_nll_points(loc: np.ndarray, sig: np.ndarray, y: np.ndarray) -> np.ndarray:
-    z = (y - loc) / sig
-    log_comp = -0.5 * z * z - np.log(sig)
+    """Per-point mixture NLL ``[N, D]``; +inf where every component's density underflows.
+
+    When ``|y - loc| / scale`` (or its square) overflows in every draw, every
+    log-component is -inf and log-sum-exp's shift ``top`` is -inf too: ``-inf - -inf`` is
+    NaN. The exact value is then a finite number far beyond float64, so +inf: shift by 0
+    there instead, which gives log(0) = -inf and NLL = +inf.
+    """
+    with np.errstate(over="ignore"):
+        z = (y - loc) / sig
+        log_comp = -0.5 * z * z - np.log(sig)
     top = log_comp.max(axis=0)
-    log_mean = top + np.log(np.exp(log_comp - top).mean(axis=0))
+    shift = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        log_mean = shift + np.log(np.exp(log_comp - shift).mean(axis=0))
     return 0.5 * _LOG_2PI - log_mean
 
 
