@@ -355,3 +355,56 @@ def test_the_printed_resume_hint_is_safe_to_paste(tmp_path, capsys, monkeypatch)
     shown = subprocess.run(["bash", "-c", f"printf '%s\\n' {hint}"], capture_output=True, text=True, cwd=tmp_path)
     assert shown.stdout.splitlines() == ["uqbench", "run", "--resume", str(run_dir)]
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_header_cut_short_before_any_row_is_repaired_by_resume(run_copy, finished_run, capsys):
+    """A run directory whose first append was cut inside the header (older runs wrote it
+    with the first rows): readers see an empty table, --resume redoes every cell."""
+    (run_copy / store.RESULTS_CSV).write_text("schema_version,adapter,da")
+    line = _one_error_line(*_run(capsys, "report", str(run_copy)))
+    assert "is damaged: 4 finished cell(s)" in line  # their rows are gone, not a schema error
+    code, err = _run(capsys, "run", "--resume", str(run_copy))
+    assert code == 0, err
+    pd.testing.assert_frame_equal(_quality(run_copy), _quality(finished_run))
+
+
+def test_a_new_run_directory_starts_with_the_whole_header(tmp_path):
+    run_dir = store.new_run_dir(tmp_path, "x")
+    assert (run_dir / store.RESULTS_CSV).read_text() == ",".join(store.COLUMNS) + "\n"
+    store.write_run_json(run_dir, {"status": "created"})
+    assert len(store.load_results(run_dir)) == 0
+
+
+def test_bytes_damaged_inside_an_intact_archive(run_copy, finished_run, capsys):
+    """The zip directory is whole, a member's data is not: readers refuse with one line when
+    they read it, and --resume (which checks every member's CRC) redoes the cell."""
+    npz = run_copy / store.ARRAYS_DIR / "noisy__toy-reg__0.npz"
+    data = bytearray(npz.read_bytes())
+    middle = len(data) // 3
+    data[middle:middle + 64] = bytes(64)
+    npz.write_bytes(bytes(data))
+    assert store.damaged_cells(run_copy) == {}  # the cheap check every reader makes passes
+    assert "noisy__toy-reg__0" in store.damaged_cells(run_copy, deep=True)
+    line = _one_error_line(*_run(capsys, "report", str(run_copy)))
+    assert f"cannot read {npz}" in line and "uqbench run --resume" in line
+    code, err = _run(capsys, "run", "--resume", str(run_copy))
+    assert code == 0, err
+    assert any("noisy__toy-reg__0" in e and "redoing it" in e for e in err), err
+    assert _run(capsys, "report", str(run_copy))[0] == 0
+
+
+def test_any_failure_while_writing_outputs_leaves_the_run_not_complete(tmp_path, monkeypatch):
+    import uqbench.results
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in a table writer")
+
+    monkeypatch.setattr(uqbench.results, "write_outputs", broken)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="a bug in a table writer"):
+        main(["run", "--adapters", "noisy", "--datasets", "toy-reg", "--seeds", "1", "--samples", "3",
+              "--out", str(out)], catalog=_catalog())
+    (run_dir,) = out.iterdir()
+    record = json.loads((run_dir / store.RUN_JSON).read_text())
+    assert record["status"] == "outputs_failed"
+    assert record["sessions"][-1]["error"] == "RuntimeError: a bug in a table writer"

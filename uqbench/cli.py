@@ -396,6 +396,8 @@ class _Terminated(KeyboardInterrupt):
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
+        # Once: a second SIGTERM must not cut short the clean-up that records the session.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise _Terminated()
 
     try:
@@ -445,12 +447,18 @@ def _run_and_write(args: argparse.Namespace, run: Any, argv: list[str], runner: 
         )
         return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
     from uqbench.results import write_outputs
+    from uqbench.store import DamagedRunError
 
     try:
         write_outputs(run_dir, console=console, cells=result.cells)
-    except UserError as exc:  # the cells are all there; only the tables or the page are not
-        runner.record_outputs_failed(run_dir, str(exc))
-        raise UserError(f"{exc} (the cells are kept; fix it, then: uqbench report {shlex.quote(str(run_dir))})") from exc
+    except BaseException as exc:  # the cells are all there; only the tables or the page are not
+        with contextlib.suppress(Exception):  # e.g. the disk that failed the outputs is full
+            runner.record_outputs_failed(run_dir, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, UserError) and not isinstance(exc, DamagedRunError):  # that one names --resume
+            raise UserError(
+                f"{exc} (the cells are kept; fix it, then: uqbench report {shlex.quote(str(run_dir))})"
+            ) from exc
+        raise
     if result.failures:
         print(f"uqbench: {len(result.failures)} cell(s) failed (listed above)", file=sys.stderr)
         return EXIT_FAILED_CELLS
@@ -541,9 +549,10 @@ def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
     except UserError as exc:
         print(f"uqbench: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("uqbench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"uqbench: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

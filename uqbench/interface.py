@@ -122,6 +122,8 @@ class ClassificationSamples:
         permissive so that the harness can report an adapter's bad draws per split
         (``check_samples``) rather than as an error inside the adapter.
         """
+        if self.__dict__.get("_valid") is self.probs:
+            return  # checked already: each metric asks again, and the pass is O(S N C)
         p = self.probs
         if not np.issubdtype(p.dtype, np.floating):
             raise ValueError(f"ClassificationSamples: probs must be floating point, got dtype {p.dtype}")
@@ -145,6 +147,9 @@ class ClassificationSamples:
                 f"{float(p[s, n].sum(dtype=np.float64)):.6g}, not 1 (tolerance {self.PROB_TOL:g}); "
                 "each draw must be a distribution"
             )
+        # Remember which array passed (frozen: set through object). Containers are not
+        # mutated in place after the harness checked them; a new probs array is rechecked.
+        object.__setattr__(self, "_valid", p)
 
     def _checked(self) -> np.ndarray:
         self.check()

@@ -34,6 +34,7 @@ import math
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ COLUMNS = (
     "error",
 )
 _FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
+_HEADER = ",".join(COLUMNS) + "\n"
 
 RUN_JSON = "run.json"
 RESULTS_CSV = "results.csv"
@@ -126,6 +128,8 @@ def new_run_dir(parent: str | os.PathLike[str], suite: str, *, now: datetime | N
             (path / CELLS_DIR).mkdir()
             (path / ARRAYS_DIR).mkdir()
             (path / LOCK_FILE).touch()  # made once here, so locking later creates no file
+            # The header now, whole: a crash in the first cell's append never tears it.
+            write_atomic(path / RESULTS_CSV, _HEADER)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -167,12 +171,29 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
             os.fsync(f.fileno())
         tmp.chmod(0o644)  # mkstemp makes it 0600; reports and tables are for reading
         os.replace(tmp, path)
-    except OSError as exc:
+        tmp = None
+        _fsync_directory(path.parent)  # the rename itself survives a power cut
+    except BaseException as exc:  # a signal mid-write leaves no temporary file either
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        raise _cannot_write(path, exc) from exc
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from exc
+        raise
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not every platform opens directories; the data itself is synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
@@ -270,11 +291,13 @@ def append_rows(run_dir: Path, rows: Iterable[Mapping[str, Any]]) -> int:
         writer.writerow([_format(row[c]) for c in COLUMNS])
         n += 1
     path = Path(run_dir) / RESULTS_CSV
-    new = not path.exists() or path.stat().st_size == 0
+    # No file, an empty one, or a header cut short (by a run directory made before the
+    # header was written at creation): (re)start it with the header.
+    new = not path.exists() or (path.stat().st_size < len(_HEADER) and _HEADER.startswith(path.read_text("utf-8")))
     try:
-        with open(path, "a", encoding="utf-8", newline="") as f:
+        with open(path, "w" if new else "a", encoding="utf-8", newline="") as f:
             if new:
-                f.write(",".join(COLUMNS) + "\n")
+                f.write(_HEADER)
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
@@ -367,8 +390,8 @@ def _read_rows(path: Path) -> list[list[str]]:
         raise UserError(f"cannot read {path}: not UTF-8 text (byte {exc.start}); it is damaged") from exc
     except (OSError, csv.Error) as exc:
         raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-    if not rows:
-        return []
+    if not rows or (len(rows) == 1 and _HEADER.startswith(",".join(rows[0]))):
+        return []  # empty, or a header cut short before any row: nothing written yet
     header, body = rows[0], rows[1:]
     if tuple(header) != COLUMNS:
         raise SchemaVersionError(f"{path}: unexpected columns {header}; expected {list(COLUMNS)}")
@@ -383,21 +406,23 @@ def _cell_id(key: str, record: Mapping[str, Any]) -> tuple[str, str, str]:
     return adapter, dataset, seed
 
 
-def damaged_cells(run_dir: str | os.PathLike[str]) -> dict[str, str]:
+def damaged_cells(run_dir: str | os.PathLike[str], *, deep: bool = False) -> dict[str, str]:
     """Cell key -> what is wrong, for every finished cell whose data is not all on disk.
 
     A cell file records how many rows the cell appended (``n_rows``) and whether it saved
     arrays; a finished cell is damaged when ``results.csv`` holds fewer of its rows (a
     truncated or edited file), more (rows written twice), or its ``.npz`` cannot be opened
     (missing, empty, truncated). Every reader refuses a damaged run (:func:`load_results`);
-    ``uqbench run --resume`` redoes those cells.
+    ``uqbench run --resume`` redoes those cells. ``deep``: also read every array and check its
+    CRC (what a resume does: bytes damaged inside an intact archive are found only so).
     """
     run_dir = require_run_dir(run_dir)
     path = run_dir / RESULTS_CSV
-    return _damage(run_dir, read_cells(run_dir), _read_rows(path) if path.exists() else [])
+    return _damage(run_dir, read_cells(run_dir), _read_rows(path) if path.exists() else [], deep=deep)
 
 
-def _damage(run_dir: Path, cells: Mapping[str, Mapping[str, Any]], body: list[list[str]]) -> dict[str, str]:
+def _damage(run_dir: Path, cells: Mapping[str, Mapping[str, Any]], body: list[list[str]], *,
+            deep: bool = False) -> dict[str, str]:
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
     counts: dict[tuple[str, str, str], int] = {}
     for r in body:
@@ -414,22 +439,23 @@ def _damage(run_dir: Path, cells: Mapping[str, Mapping[str, Any]], body: list[li
             elif found > expected:
                 out[key] = f"{found} rows in {RESULTS_CSV} where it wrote {expected} (written twice?)"
         if key not in out and record.get("arrays") is True:
-            problem = _npz_problem(Path(run_dir) / ARRAYS_DIR / f"{key}.npz")
+            problem = _npz_problem(Path(run_dir) / ARRAYS_DIR / f"{key}.npz", deep=deep)
             if problem:
                 out[key] = problem
     return out
 
 
-def _npz_problem(path: Path) -> str:
-    """Why ``path`` is not a readable ``.npz`` ("" when it opens: its zip directory is whole)."""
+def _npz_problem(path: Path, *, deep: bool = False) -> str:
+    """Why ``path`` is not a readable ``.npz``: "" when its zip directory is whole (and, with
+    ``deep``, every member decompresses with the right CRC)."""
     try:
         with zipfile.ZipFile(path) as z:
-            z.namelist()
+            bad = z.testzip() if deep else None
     except FileNotFoundError:
         return f"its arrays file {ARRAYS_DIR}/{path.name} is missing"
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:
         return f"its arrays file {ARRAYS_DIR}/{path.name} is unreadable ({exc})"
-    return ""
+    return f"its arrays file {ARRAYS_DIR}/{path.name} is damaged (member {bad})" if bad else ""
 
 
 def damaged_run_error(run_dir: Path, damaged: Mapping[str, str]) -> DamagedRunError:
@@ -493,16 +519,22 @@ def write_arrays(run_dir: Path, key: str, arrays: Mapping[str, np.ndarray]) -> P
     return path
 
 
-def load_arrays(run_dir: str | os.PathLike[str], key: str) -> dict[str, np.ndarray]:
-    """The arrays of cell ``key`` (empty dict if the cell saved none)."""
+def load_arrays(run_dir: str | os.PathLike[str], key: str, *, prefix: str = "") -> dict[str, np.ndarray]:
+    """The arrays of cell ``key`` whose names start with ``prefix`` (empty dict if the cell
+    saved none). An unreadable file is a one-line :class:`DamagedRunError` naming the repair."""
     path = Path(run_dir) / ARRAYS_DIR / f"{key}.npz"
     if not path.exists():
         return {}
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise UserError(f"cannot read {path}: {exc}; `uqbench run --resume` redoes its cell") from exc
+            return {k: data[k] for k in data.files if k.startswith(prefix)}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        import shlex
+
+        raise DamagedRunError(
+            f"cannot read {path}: {' '.join(str(exc).split())}; "
+            f"`uqbench run --resume {shlex.quote(str(run_dir))}` redoes its cell"
+        ) from exc
 
 
 # -- one writer per run directory ---------------------------------------------------------

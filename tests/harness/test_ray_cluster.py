@@ -256,3 +256,21 @@ def test_a_set_up_bigger_than_cell_memory_is_a_one_line_error_not_a_crash(tmp_pa
     assert "warming up heavy" in err[0]
     (run_dir,) = tmp_path.iterdir()
     assert store.read_run_json(run_dir)["status"] == "aborted"
+
+
+def test_ray_keeps_the_drivers_sigterm_handler():
+    """ray.init installs a SIGTERM handler that exits 1; the driver's own (which records the
+    session as interrupted and exits 143) must survive it."""
+    ray = pytest.importorskip("ray")
+
+    def handler(signum, frame):  # a stand-in for the CLI's
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        executor = executors.make_executor("ray", workers=1)
+        assert executor._init() is True
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, previous)

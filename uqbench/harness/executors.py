@@ -448,6 +448,10 @@ class RayExecutor:
             return False
         # Workers import what the driver can: its sys.path (plugins, test helpers).
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+        # ray.init installs its own SIGTERM handler (sys.exit), which would turn a SIGTERM
+        # of the driver into exit 1 with the session "crashed": keep the driver's handler
+        # (the CLI records the session as interrupted and prints how to resume).
+        sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
         try:
             if self.address:
                 ray.init(address=self.address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
@@ -457,6 +461,9 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.address or "a local cluster"
             raise UserError(f"cannot start Ray on {where}: {' '.join(str(exc).split())[:300]}") from exc
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         return True
 
     def run(self, spec: WorkerSpec, cells: list[Cell], on_start: OnStart) -> Iterator[Done]:

@@ -186,7 +186,7 @@ def prepare_resume(
         notes: list[str] = []
         # Cells whose rows or arrays did not all survive (a truncated results.csv, a
         # damaged npz) are not finished: un-finish them so this session redoes them.
-        for key, why in store.damaged_cells(run_dir).items():
+        for key, why in store.damaged_cells(run_dir, deep=True).items():
             store.forget_cell(run_dir, key)
             notes.append(f"cell {key}: {why}; redoing it")
         if retry_failed:

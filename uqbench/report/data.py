@@ -72,7 +72,7 @@ import pandas as pd
 
 from uqbench.report.figures import adapter_colors
 from uqbench.report.tables import fidelity_section, papers_section
-from uqbench.store import jsonable, require_run_dir
+from uqbench.store import jsonable, load_arrays, require_run_dir
 
 __all__ = [
     "KEY_METRICS",
@@ -279,14 +279,8 @@ class _Arrays:
         key = _safe_name(f"{adapter}__{dataset}__{seed}")
         if key not in self.cache:
             path = self.index.get(key)
-            arrays: dict[str, np.ndarray] = {}
-            if path is not None:
-                try:
-                    with np.load(path, allow_pickle=False) as z:
-                        arrays = {k: z[k] for k in z.files}
-                except (OSError, ValueError):
-                    arrays = {}
-            self.cache[key] = arrays
+            # A damaged file is refused (store.DamagedRunError), not drawn as a blank figure.
+            self.cache[key] = {} if path is None else load_arrays(path.parent.parent, path.stem)
         return self.cache[key]
 
 

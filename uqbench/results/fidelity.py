@@ -78,15 +78,11 @@ def _key(metric: str) -> Callable[[float], float]:
 
 def _fidelity_arrays(run_dir: Path, key: str) -> dict[str, dict[str, np.ndarray]]:
     """split -> {"loc", "scale"[, "index"]} of a cell's ``fidelity/*`` arrays (others not read)."""
-    path = run_dir / store.ARRAYS_DIR / f"{key}.npz"
-    if not path.exists():
-        return {}
     out: dict[str, dict[str, np.ndarray]] = {}
-    with np.load(path, allow_pickle=False) as data:
-        for name in data.files:
-            parts = name.split("/")
-            if len(parts) == 3 and parts[0] == "fidelity":
-                out.setdefault(parts[1], {})[parts[2]] = data[name]
+    for name, array in store.load_arrays(run_dir, key, prefix="fidelity/").items():
+        parts = name.split("/")
+        if len(parts) == 3:
+            out.setdefault(parts[1], {})[parts[2]] = array
     return {s: a for s, a in out.items() if "loc" in a and "scale" in a}
 
 
