@@ -5,7 +5,7 @@ Runs the quick suite's cells (toy-gap and digits, 3 seeds, the quick budgets) of
 ``laplace`` one after another in this process's harness (serial executor: no neighbour
 shares the core), then prints per dataset and adapter the median fit wall time as a
 ratio to ``deterministic``'s in the same run, and the median sampling time per draw
-(``sample_seconds_per_draw``, test split) as a ratio too. Ratios, not seconds: run it on
+(``sample_seconds_per_draw``: drawing S functions on the test split, per draw) as a ratio too. Ratios, not seconds: run it on
 an otherwise idle machine and quote the machine::
 
     .venv/bin/python -m benchmarks.bench_baselines
@@ -37,7 +37,7 @@ def main() -> None:
         df = store.load_results(result.run_dir)
     ok = df[df["status"] == "ok"]
     fit = ok[ok["metric"] == "fit_wall_seconds"].groupby(["dataset", "adapter"])["value"].median()
-    draw = ok[(ok["metric"] == "sample_seconds_per_draw") & (ok["split"] == "test")]
+    draw = ok[ok["metric"] == "sample_seconds_per_draw"]
     draw = draw.groupby(["dataset", "adapter"])["value"].median()
     print(f"{'dataset':<9} {'adapter':<14} {'fit / det':>10} {'draw / det':>11}")
     for dataset in suite.datasets:
