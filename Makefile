@@ -67,7 +67,7 @@ regress-baseline: $(STAMP)
 	$(VENV)/bin/uqbench run --suite quick --executor serial --out reports/regress-new $(ARGS)
 	rm -rf reports/baseline
 	mv reports/regress-new/run-*-quick reports/baseline
-	rm -rf reports/regress-new reports/baseline/arrays reports/baseline/index.html
+	rm -rf reports/regress-new reports/baseline/arrays reports/baseline/index.html reports/baseline/run.lock
 
 # Speed ratios measured within one process each (see README "Speed").
 bench-ratios: $(STAMP)

@@ -408,3 +408,14 @@ def test_any_failure_while_writing_outputs_leaves_the_run_not_complete(tmp_path,
     record = json.loads((run_dir / store.RUN_JSON).read_text())
     assert record["status"] == "outputs_failed"
     assert record["sessions"][-1]["error"] == "RuntimeError: a bug in a table writer"
+
+
+def test_compare_reads_a_baseline_kept_without_arrays(run_copy, finished_run, capsys):
+    """`make regress-baseline` keeps run.json, results.csv and cells/ only: compare reads rows
+    alone, so the missing arrays are not damage to it (the report still needs them)."""
+    shutil.rmtree(run_copy / store.ARRAYS_DIR)
+    code, err = _run(capsys, "compare", str(run_copy), str(finished_run))
+    assert code == 0, err
+    assert _run(capsys, "compare", str(finished_run), str(run_copy))[0] == 0
+    line = _one_error_line(*_run(capsys, "report", str(run_copy)))
+    assert "its arrays file arrays/" in line and "is missing" in line

@@ -330,14 +330,18 @@ def keep_rows_of(run_dir: Path, keys: set[str]) -> int:
     return len(body) - len(kept)
 
 
-def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def load_results(run_dir: str | os.PathLike[str], *, arrays: bool = True) -> pd.DataFrame:
     """The results table of a run as a DataFrame with columns :data:`COLUMNS`.
 
     ``seed`` and ``schema_version`` are ints, ``value``/``ci_low``/``ci_high`` floats
     (NaN where undefined or no interval), the rest strings (``error`` is "" when ok).
+    ``arrays=False``: a reader of the rows alone (``uqbench compare``) does not require the
+    cells' ``.npz`` files, so a run kept without ``arrays/`` (the regression baseline) reads.
 
     Raises
     ------
+    DamagedRunError
+        A finished cell's rows (or, with ``arrays``, its arrays file) are not all there.
     SchemaVersionError
         ``run.json`` or any row has a schema version other than :data:`SCHEMA_VERSION`.
     NotARunDirError
@@ -353,7 +357,7 @@ def load_results(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     # written while we read) are not read. The cells are listed first for that reason.
     cells = read_cells(run_dir)
     body = _read_rows(path) if path.exists() else []
-    damaged = _damage(run_dir, cells, body)
+    damaged = _damage(run_dir, cells, body, arrays=arrays)
     if damaged:
         raise damaged_run_error(run_dir, damaged)
     if not body:
@@ -422,7 +426,7 @@ def damaged_cells(run_dir: str | os.PathLike[str], *, deep: bool = False) -> dic
 
 
 def _damage(run_dir: Path, cells: Mapping[str, Mapping[str, Any]], body: list[list[str]], *,
-            deep: bool = False) -> dict[str, str]:
+            deep: bool = False, arrays: bool = True) -> dict[str, str]:
     i_ad, i_ds, i_seed = (COLUMNS.index(c) for c in ("adapter", "dataset", "seed"))
     counts: dict[tuple[str, str, str], int] = {}
     for r in body:
@@ -438,7 +442,7 @@ def _damage(run_dir: Path, cells: Mapping[str, Mapping[str, Any]], body: list[li
                 out[key] = f"{expected - found} of its {expected} rows missing from {RESULTS_CSV}"
             elif found > expected:
                 out[key] = f"{found} rows in {RESULTS_CSV} where it wrote {expected} (written twice?)"
-        if key not in out and record.get("arrays") is True:
+        if arrays and key not in out and record.get("arrays") is True:
             problem = _npz_problem(Path(run_dir) / ARRAYS_DIR / f"{key}.npz", deep=deep)
             if problem:
                 out[key] = problem

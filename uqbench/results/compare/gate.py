@@ -237,7 +237,7 @@ def _load(path: str | Path, what: str) -> tuple[Path, dict[str, Any], pd.DataFra
         raise UserError(f"{what} {run_dir / store.RUN_JSON} has no suite; it was not written by `uqbench run`")
     if not (run_dir / store.RESULTS_CSV).is_file():
         raise UserError(f"{what} {run_dir} has no {store.RESULTS_CSV} (no cell has finished)")
-    return run_dir, record, store.load_results(run_dir)
+    return run_dir, record, store.load_results(run_dir, arrays=False)  # rows only: a baseline keeps no arrays
 
 
 def _ordered_unique(values: Iterable[Any]) -> list[Any]:
