@@ -273,6 +273,19 @@ class HomoscedasticNoise(nn.Module):
         return F.softplus(self.rho) + _MIN_SCALE
 
 
+class MLPWithNoise(nn.Module):
+    """An MLP ``body`` and, for homoscedastic regression, its learned noise scale ``noise``
+    (None otherwise); ``forward`` is the body's (the noise is read by the loss and sampler)."""
+
+    def __init__(self, body: nn.Module, noise: HomoscedasticNoise | None) -> None:
+        super().__init__()
+        self.body = body
+        self.noise = noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 def heteroscedastic_split(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[..., 2D]`` network output -> (loc, scale = softplus + 1e-6), each ``[..., D]``."""
     loc, raw = out.chunk(2, dim=-1)

@@ -8,17 +8,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from uqbench_adapters.torch._base import HomoscedasticNoise, TorchAdapter, gaussian_nll, mlp
-
-
-class _Net(nn.Module):
-    def __init__(self, body: nn.Module, noise: HomoscedasticNoise | None) -> None:
-        super().__init__()
-        self.body = body
-        self.noise = noise
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+from uqbench_adapters.torch._base import (
+    HomoscedasticNoise,
+    MLPWithNoise,
+    TorchAdapter,
+    gaussian_nll,
+    mlp,
+)
 
 
 class DeterministicAdapter(TorchAdapter):
@@ -32,7 +28,7 @@ class DeterministicAdapter(TorchAdapter):
 
     def _build(self, n_in: int, n_out: int) -> nn.Module:
         noise = HomoscedasticNoise(n_out) if self.task_ == "regression" else None
-        return _Net(mlp(n_in, self.hidden, n_out, self.activation), noise)
+        return MLPWithNoise(mlp(n_in, self.hidden, n_out, self.activation), noise)
 
     def _loss(self, xb: torch.Tensor, yb: torch.Tensor, n_train: int) -> torch.Tensor:
         out = self.model_(xb)

@@ -10,22 +10,13 @@ from torch.nn import functional as F
 
 from uqbench_adapters.torch._base import (
     HomoscedasticNoise,
+    MLPWithNoise,
     TorchAdapter,
     activation,
     gaussian_nll,
     heteroscedastic_split,
     mlp,
 )
-
-
-class _Net(nn.Module):
-    def __init__(self, body: nn.Sequential, noise: HomoscedasticNoise | None) -> None:
-        super().__init__()
-        self.body = body
-        self.noise = noise
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 class MCDropoutAdapter(TorchAdapter):
@@ -93,7 +84,7 @@ class MCDropoutAdapter(TorchAdapter):
         width = 2 * n_out if self._hetero() else n_out
         noise = HomoscedasticNoise(n_out) if self.task_ == "regression" and not self._hetero() else None
         body = mlp(n_in, self.hidden, width, self.activation, dropout=float(self.dropout))
-        return _Net(body, noise)
+        return MLPWithNoise(body, noise)
 
     def _widest(self) -> int:
         return max(super()._widest(), 2 * self.n_outputs_)

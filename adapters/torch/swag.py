@@ -107,6 +107,7 @@ from uqbench_adapters._validation import is_positive_int, is_real
 from uqbench_adapters.torch._base import (
     _CHUNK_FLOATS,
     HomoscedasticNoise,
+    MLPWithNoise,
     TorchAdapter,
     activation,
     gaussian_nll,
@@ -120,17 +121,6 @@ SCHEDULES = ("constant", "cyclic")
 # The reference implementation's var_clamp.
 _VAR_FLOOR = 1e-30
 
-
-class _Net(nn.Module):
-    """The MLP body and, for homoscedastic regression, its noise parameter (last in θ)."""
-
-    def __init__(self, body: nn.Sequential, noise: HomoscedasticNoise | None) -> None:
-        super().__init__()
-        self.body = body
-        self.noise = noise
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def _number(t: torch.Tensor) -> float:
@@ -259,7 +249,7 @@ class SWAGAdapter(TorchAdapter):
     def _build(self, n_in: int, n_out: int) -> nn.Module:
         width = 2 * n_out if self._hetero() else n_out
         noise = HomoscedasticNoise(n_out) if self.task_ == "regression" and not self._hetero() else None
-        return _Net(mlp(n_in, self.hidden, width, self.activation), noise)
+        return MLPWithNoise(mlp(n_in, self.hidden, width, self.activation), noise)
 
     def _widest(self) -> int:
         return max(super()._widest(), 2 * self.n_outputs_)
